@@ -1,0 +1,89 @@
+"""The ``defacert`` command line.
+
+Exit codes (documented in ``defacert --help``):
+
+* 0: success
+* 1: the job ran but a check failed (for example defacing verification)
+* 2: usage error (bad options)
+* 3: bad input (unreadable, inconsistent or unsupported data)
+* 4: the output cannot be written where it was asked to go
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from typing import List, Optional
+
+from . import __version__
+from .errors import DefaceRTError, OutputError
+
+EXIT_OK = 0
+EXIT_CHECK_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INPUT = 3
+EXIT_OUTPUT = 4
+
+EPILOG = """exit codes:
+  0  success
+  1  the job ran but a check failed (e.g. defacing verification)
+  2  usage error
+  3  bad input (unreadable, inconsistent or unsupported data)
+  4  output cannot be written where asked
+"""
+
+
+def _command_modules():
+    from . import commands
+
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        yield info.name.replace("_", "-"), importlib.import_module(f"{commands.__name__}.{info.name}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="defacert",
+        description="Deface head-and-neck radiotherapy data (CT, RTSTRUCT, RTDOSE, RTPLAN) and check the result.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module in _command_modules():
+        p = sub.add_parser(
+            name,
+            help=module.HELP,
+            description=getattr(module, "DESCRIPTION", module.HELP),
+            epilog=EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return int(args._run(args) or 0)
+    except OutputError as exc:
+        print(f"defacert {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_OUTPUT
+    except DefaceRTError as exc:
+        print(f"defacert {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        print(f"defacert {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
