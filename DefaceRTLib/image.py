@@ -1,0 +1,394 @@
+"""Image volumes (CT, MR, CBCT) with exact patient geometry.
+
+:func:`read_image_series` turns the files of one DICOM image series into an
+:class:`ImageVolume`: slices sorted by their position along the slice normal
+(never by InstanceNumber), RescaleSlope/Intercept applied, signed and
+unsigned pixel data, any axis-aligned ImageOrientationPatient. Missing
+slices, non-uniform spacing, gantry tilt and oblique orientations are
+refused with an error that names the series.
+
+:func:`write_image_series` writes a volume back as DICOM, one file per slice,
+in the original stored data type and bit depth.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+from . import dicom_compat
+from .errors import GeometryError, InputError
+from .geometry import ImageGeometry
+
+PathLike = Union[str, Path]
+
+#: File name endings read with SimpleITK instead of pydicom.
+ITK_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+#: Largest tolerated deviation between slice gaps, as a fraction of the gap.
+SPACING_TOLERANCE = 0.01
+
+
+@dataclass
+class ImageVolume:
+    """A 3-D image on an :class:`ImageGeometry`.
+
+    Attributes:
+        array: voxel values ``[k, j, i]`` in real-world units (HU for CT),
+            RescaleSlope/Intercept already applied. Integer when every slice
+            has slope 1 and an integer intercept, float32 otherwise.
+        geometry: the grid in LPS mm.
+        modality: DICOM Modality (``"CT"``, ``"MR"``...), or "" if unknown.
+        series_instance_uid, study_instance_uid, frame_of_reference_uid:
+            the identifiers of the source series ("" for non-DICOM input).
+        datasets: one pydicom header per slice, in ``k`` order, without
+            PixelData (empty for non-DICOM input).
+        rescale: (slope, intercept) per slice, in ``k`` order.
+        source_paths: the file per slice, in ``k`` order.
+    """
+
+    array: np.ndarray
+    geometry: ImageGeometry
+    modality: str = ""
+    series_instance_uid: str = ""
+    study_instance_uid: str = ""
+    frame_of_reference_uid: str = ""
+    datasets: List[Dataset] = field(default_factory=list)
+    rescale: List[Tuple[float, float]] = field(default_factory=list)
+    source_paths: List[Path] = field(default_factory=list)
+
+    @property
+    def sop_instance_uids(self) -> List[str]:
+        return [str(ds.SOPInstanceUID) for ds in self.datasets]
+
+    def to_sitk(self):
+        """SimpleITK image with this volume's values and geometry."""
+        return self.geometry.to_sitk(self.array)
+
+    def with_array(self, array: np.ndarray) -> "ImageVolume":
+        """A copy of this volume's metadata holding ``array`` (same grid)."""
+        if array.shape != self.geometry.shape:
+            raise GeometryError(f"array shape {array.shape} does not match grid {self.geometry.shape}")
+        return ImageVolume(
+            array=array,
+            geometry=self.geometry,
+            modality=self.modality,
+            series_instance_uid=self.series_instance_uid,
+            study_instance_uid=self.study_instance_uid,
+            frame_of_reference_uid=self.frame_of_reference_uid,
+            datasets=self.datasets,
+            rescale=list(self.rescale),
+            source_paths=list(self.source_paths),
+        )
+
+    def stored_value_range(self) -> Tuple[float, float]:
+        """Smallest and largest real-world value the original pixel format can hold
+        (over all slices). For non-DICOM input, the range of the array's dtype."""
+        if not self.datasets:
+            if np.issubdtype(self.array.dtype, np.integer):
+                info = np.iinfo(self.array.dtype)
+                return float(info.min), float(info.max)
+            return -np.inf, np.inf
+        lo, hi = _stored_range(self.datasets[0])
+        vals = [(lo * s + b, hi * s + b) for s, b in self.rescale]
+        return max(min(v) for v in vals), min(max(v) for v in vals)
+
+
+# --------------------------------------------------------------------- reading
+def _stored_range(ds: Dataset) -> Tuple[int, int]:
+    bits = int(getattr(ds, "BitsStored", getattr(ds, "BitsAllocated", 16)))
+    if int(getattr(ds, "PixelRepresentation", 0)) == 1:
+        return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    return 0, 2**bits - 1
+
+
+def _orientation(ds: Dataset, where: str) -> Tuple[np.ndarray, np.ndarray]:
+    try:
+        iop = np.array([float(v) for v in ds.ImageOrientationPatient])
+        row, col = iop[:3], iop[3:]
+    except (AttributeError, ValueError, TypeError) as exc:
+        raise InputError("image has no valid ImageOrientationPatient", where) from exc
+    if abs(np.linalg.norm(row) - 1) > 1e-3 or abs(np.linalg.norm(col) - 1) > 1e-3 or abs(row @ col) > 1e-3:
+        raise GeometryError("ImageOrientationPatient is not a pair of orthonormal vectors", where)
+    return row / np.linalg.norm(row), col / np.linalg.norm(col)
+
+
+def series_geometry(
+    datasets: Sequence[Dataset], where: str = "", allow_oblique: bool = False
+) -> Tuple[ImageGeometry, np.ndarray]:
+    """Geometry of a set of image slices, and the order that sorts them.
+
+    Slices are sorted by position along the slice normal (row x column
+    direction). Returns the geometry, whose k axis points along increasing
+    sorted position, and the index array that sorts ``datasets``.
+
+    Raises :class:`GeometryError` (naming ``where``) for mixed orientations or
+    sizes, duplicate or missing slices, non-uniform spacing, gantry tilt and,
+    unless ``allow_oblique``, oblique orientations.
+    """
+    if not datasets:
+        raise InputError("no image slices", where)
+    row, col = _orientation(datasets[0], where)
+    normal = np.cross(row, col)
+    shapes = set()
+    for ds in datasets:
+        r, c = _orientation(ds, where)
+        if np.abs(r - row).max() > 1e-3 or np.abs(c - col).max() > 1e-3:
+            raise GeometryError("slices have different ImageOrientationPatient", where)
+        shapes.add((int(ds.Rows), int(ds.Columns)))
+    if len(shapes) > 1:
+        raise GeometryError(f"slices have different sizes {sorted(shapes)}", where)
+    try:
+        positions = np.array([[float(v) for v in ds.ImagePositionPatient] for ds in datasets])
+        pixel_spacing = [float(v) for v in datasets[0].PixelSpacing]
+    except (AttributeError, ValueError, TypeError) as exc:
+        raise InputError("slice without ImagePositionPatient or PixelSpacing", where) from exc
+    dist = positions @ normal
+    order = np.argsort(dist, kind="stable")
+    dist = dist[order]
+    positions = positions[order]
+    geometry_direction = np.column_stack([row, col, normal])
+    if len(datasets) > 1:
+        gaps = np.diff(dist)
+        if np.any(gaps < 1e-3):
+            dup = float(dist[1:][gaps < 1e-3][0])
+            raise GeometryError(f"two slices at the same position ({dup:.2f} mm along the normal)", where)
+        step = float(np.median(gaps))
+        if np.any(np.abs(gaps - step) > SPACING_TOLERANCE * step + 1e-3):
+            bad = int(np.argmax(np.abs(gaps - step)))
+            ratio = gaps[bad] / step
+            kind = "missing slice" if abs(ratio - round(ratio)) < 0.05 and round(ratio) >= 2 else "non-uniform slice spacing"
+            raise GeometryError(
+                f"{kind}: gap of {gaps[bad]:.3f} mm between slices at {dist[bad]:.2f} and {dist[bad + 1]:.2f} mm "
+                f"along the normal, where the series spacing is {step:.3f} mm",
+                where,
+            )
+        offsets = positions - positions[0] - np.outer(dist - dist[0], normal)
+        if np.abs(offsets).max() > 0.01 * step + 1e-3:
+            raise GeometryError(
+                "gantry tilt: slice positions do not lie along the slice normal (tilted acquisition); "
+                "resample the series to an untilted grid first",
+                where,
+            )
+    else:
+        step = float(getattr(datasets[0], "SliceThickness", 0) or 1.0)
+    geometry = ImageGeometry(
+        size=(int(datasets[0].Columns), int(datasets[0].Rows), len(datasets)),
+        spacing=(pixel_spacing[1], pixel_spacing[0], step),
+        origin=tuple(positions[0]),
+        direction=geometry_direction,
+    )
+    if not allow_oblique and not geometry.is_axis_aligned:
+        raise GeometryError(
+            f"oblique orientation (ImageOrientationPatient {np.round(np.r_[row, col], 4).tolist()}); "
+            "only axis-aligned series are supported",
+            where,
+        )
+    return geometry, order
+
+
+def read_image_series(
+    paths: Sequence[PathLike], allow_oblique: bool = False, datasets: Optional[Sequence[Dataset]] = None
+) -> ImageVolume:
+    """Read the files of one DICOM image series into an :class:`ImageVolume`.
+
+    ``datasets`` may pass the already-read files (with pixel data) to avoid
+    reading them twice. All files must belong to one series.
+    """
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise InputError("no image files given")
+    if datasets is None:
+        datasets = []
+        for p in paths:
+            try:
+                datasets.append(dicom_compat.dcmread(p))
+            except Exception as exc:  # pydicom raises many types for broken files
+                raise InputError(f"cannot read DICOM file ({exc})", p) from exc
+    datasets = list(datasets)
+    uids = {str(getattr(ds, "SeriesInstanceUID", "")) for ds in datasets}
+    where = f"series {sorted(uids)[0]} ({paths[0].parent})" if len(uids) == 1 else str(paths[0].parent)
+    if len(uids) > 1:
+        raise InputError(f"files of {len(uids)} different series given as one series", where)
+    geometry, order = series_geometry(datasets, where, allow_oblique=allow_oblique)
+    datasets = [datasets[i] for i in order]
+    paths = [paths[i] for i in order]
+    rescale = []
+    for ds in datasets:
+        slope = float(getattr(ds, "RescaleSlope", 1) or 1)
+        intercept = float(getattr(ds, "RescaleIntercept", 0) or 0)
+        rescale.append((slope, intercept))
+    integer = all(s == 1.0 and float(b).is_integer() for s, b in rescale)
+    first = datasets[0]
+    lo, hi = _stored_range(first)
+    if integer:
+        b_lo = min(b for _, b in rescale)
+        b_hi = max(b for _, b in rescale)
+        dtype = np.int16 if (lo + b_lo >= -32768 and hi + b_hi <= 32767) else np.int32
+    else:
+        dtype = np.float32
+    array = np.empty(geometry.shape, dtype=dtype)
+    for k, (ds, p) in enumerate(zip(datasets, paths)):
+        try:
+            pixels = ds.pixel_array
+        except Exception as exc:
+            raise InputError(f"cannot decode pixel data ({exc})", p) from exc
+        if pixels.shape != (geometry.size[1], geometry.size[0]):
+            raise InputError(f"pixel data has shape {pixels.shape}, expected Rows x Columns", p)
+        slope, intercept = rescale[k]
+        if integer:
+            array[k] = pixels.astype(np.int32) + int(intercept)
+        else:
+            array[k] = pixels.astype(np.float64) * slope + intercept
+        # keep the header only: the pixels now live in ``array``
+        del ds.PixelData
+    return ImageVolume(
+        array=array,
+        geometry=geometry,
+        modality=str(getattr(first, "Modality", "")),
+        series_instance_uid=str(getattr(first, "SeriesInstanceUID", "")),
+        study_instance_uid=str(getattr(first, "StudyInstanceUID", "")),
+        frame_of_reference_uid=str(getattr(first, "FrameOfReferenceUID", "")),
+        datasets=datasets,
+        rescale=rescale,
+        source_paths=paths,
+    )
+
+
+def read_itk_image(path: PathLike, modality: str = "") -> ImageVolume:
+    """Read a NIfTI, NRRD or MetaImage file with SimpleITK (LPS geometry)."""
+    import SimpleITK as sitk
+
+    path = Path(path)
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        raise InputError(f"cannot read image ({str(exc).strip().splitlines()[-1]})", path) from exc
+    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError("expected a 3-D single-component image", path)
+    return ImageVolume(array=sitk.GetArrayFromImage(image), geometry=ImageGeometry.from_sitk(image), modality=modality)
+
+
+def read_image(path: PathLike, modality: str = "CT", allow_oblique: bool = False) -> ImageVolume:
+    """Read an image from a DICOM folder (or one file of the series), or a
+    NIfTI/NRRD/MetaImage file.
+
+    A DICOM folder must hold exactly one image series of ``modality`` (any
+    modality if ``modality`` is empty); use :mod:`DefaceRTLib.index` to pick
+    one series out of a tree with several.
+    """
+    from .index import index_folder
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError("no such file or folder", path)
+    if path.is_file() and path.name.lower().endswith(ITK_SUFFIXES):
+        return read_itk_image(path, modality=modality)
+    index = index_folder(path if path.is_dir() else path.parent)
+    series = [s for s in index.image_series() if not modality or s.modality == modality]
+    if path.is_file():
+        series = [s for s in series if path.resolve() in {p.resolve() for p in s.paths}]
+    if not series:
+        raise InputError(f"no {modality or 'image'} series found", path)
+    if len(series) > 1:
+        raise InputError(
+            f"{len(series)} {modality or 'image'} series found; choose one (SeriesInstanceUID "
+            + ", ".join(s.uid for s in series)
+            + ")",
+            path,
+        )
+    return read_image_series(series[0].paths, allow_oblique=allow_oblique)
+
+
+# --------------------------------------------------------------------- writing
+def to_stored_values(values: np.ndarray, ds: Dataset, slope: float, intercept: float) -> np.ndarray:
+    """Real-world values -> stored pixel values of ``ds``'s pixel format
+    (rounded, clipped to the representable range)."""
+    lo, hi = _stored_range(ds)
+    stored = np.rint((np.asarray(values, dtype=np.float64) - intercept) / slope)
+    np.clip(stored, lo, hi, out=stored)
+    bits_allocated = int(getattr(ds, "BitsAllocated", 16))
+    signed = int(getattr(ds, "PixelRepresentation", 0)) == 1
+    dtype = np.dtype(f"{'i' if signed else 'u'}{bits_allocated // 8}")
+    return stored.astype(dtype.newbyteorder("<"))
+
+
+def _new_slice_dataset(volume: ImageVolume) -> Dataset:
+    """Minimal CT/MR image header for volumes that did not come from DICOM."""
+    from pydicom.uid import generate_uid
+
+    ds = Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2" if volume.modality in ("CT", "") else "1.2.840.10008.5.1.4.1.1.4"
+    ds.Modality = volume.modality or "CT"
+    ds.StudyInstanceUID = volume.study_instance_uid or generate_uid()
+    ds.SeriesInstanceUID = volume.series_instance_uid or generate_uid()
+    ds.FrameOfReferenceUID = volume.frame_of_reference_uid or generate_uid()
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = 16
+    ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 1
+    ds.RescaleSlope = 1
+    ds.RescaleIntercept = 0
+    ds.RescaleType = "HU" if ds.Modality == "CT" else "US"
+    return ds
+
+
+def write_image_series(
+    volume: ImageVolume,
+    folder: PathLike,
+    prefix: str = "CT",
+    finalize: Optional[Callable[[Dataset], None]] = None,
+) -> List[Path]:
+    """Write ``volume`` as one DICOM file per slice into ``folder`` (which must exist).
+
+    Headers come from ``volume.datasets`` (deep-copied, never modified) when
+    there is one per slice; each slice keeps its original stored data type,
+    bit depth and rescale. Position, orientation and InstanceNumber are
+    written from ``volume.geometry``. ``finalize(ds)`` is called on every
+    dataset just before it is saved (UID remapping, de-identification).
+    Returns the written paths in ``k`` order.
+    """
+    folder = Path(folder)
+    g = volume.geometry
+    nk = g.size[2]
+    headers = volume.datasets if len(volume.datasets) == nk else None
+    if headers is None:
+        from pydicom.uid import generate_uid
+
+        template = _new_slice_dataset(volume)
+    row = g.direction_matrix[:, 0]
+    col = g.direction_matrix[:, 1]
+    iop = [float(f"{v:.6f}") for v in np.r_[row, col]]
+    paths = []
+    for k in range(nk):
+        if headers is not None:
+            ds = copy.deepcopy(headers[k])
+            slope, intercept = volume.rescale[k] if volume.rescale else (1.0, 0.0)
+        else:
+            ds = copy.deepcopy(template)
+            ds.SOPInstanceUID = generate_uid()
+            slope, intercept = 1.0, 0.0
+            ds.Rows, ds.Columns = g.size[1], g.size[0]
+            ds.PixelSpacing = [g.spacing[1], g.spacing[0]]
+            ds.SliceThickness = g.spacing[2]
+        pos = g.index_to_lps(np.array([0.0, 0.0, k]))
+        ds.ImagePositionPatient = [float(f"{v:.6f}") for v in pos]
+        ds.ImageOrientationPatient = iop
+        ds.InstanceNumber = k + 1
+        stored = to_stored_values(volume.array[k], ds, slope, intercept)
+        ds.PixelData = stored.tobytes()
+        if hasattr(ds, "NumberOfFrames"):
+            del ds.NumberOfFrames
+        if finalize is not None:
+            finalize(ds)
+        out = folder / f"{prefix}.{k + 1:04d}.dcm"
+        dicom_compat.save(ds, out)
+        paths.append(out)
+    return paths

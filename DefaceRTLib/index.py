@@ -1,0 +1,370 @@
+"""Find DICOM radiotherapy data in any folder tree.
+
+:func:`index_folder` reads the header of every file below a folder (any file
+names, any nesting, several patients mixed) and groups what it finds into
+patients -> studies -> image series and RT objects, then links them:
+
+* RT Structure Set -> image series: RTReferencedSeriesSequence, then the
+  SOP instances of ContourImageSequence, then the frame of reference.
+* RT Plan -> RT Structure Set: ReferencedStructureSetSequence.
+* RT Dose -> RT Plan: ReferencedRTPlanSequence; -> structure set through
+  the plan; -> image series by frame of reference.
+
+Nothing relies on file names or folder names. Files that are not DICOM are
+skipped and listed; DICOM files that cannot be read (truncated, corrupt) and
+broken links are listed as problems.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Union
+
+from pydicom.dataset import Dataset
+
+from . import dicom_compat
+from .errors import InputError
+
+PathLike = Union[str, Path]
+
+IMAGE_MODALITIES = ("CT", "MR", "PT", "CBCT")
+RT_MODALITIES = ("RTSTRUCT", "RTDOSE", "RTPLAN", "RTIMAGE", "RTRECORD")
+UNCOMPRESSED = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"}
+
+
+@dataclass
+class Problem:
+    """Something wrong found while indexing. ``severity`` is "error" (the data
+    cannot be used as is) or "warning"."""
+
+    path: str
+    message: str
+    severity: str = "error"
+
+    def __str__(self) -> str:
+        return f"{self.severity}: {self.path}: {self.message}"
+
+
+@dataclass
+class SeriesEntry:
+    """An image series (one file per slice)."""
+
+    uid: str
+    modality: str
+    study_uid: str
+    patient_id: str
+    frame_of_reference_uid: str
+    description: str = ""
+    paths: List[Path] = field(default_factory=list)
+    sop_instance_uids: List[str] = field(default_factory=list)
+    rows: int = 0
+    columns: int = 0
+
+
+@dataclass
+class RTObject:
+    """One RT object file (structure set, dose, plan, ...) and its references."""
+
+    path: Path
+    modality: str
+    sop_instance_uid: str
+    sop_class_uid: str
+    study_uid: str
+    patient_id: str
+    frame_of_reference_uid: str
+    label: str = ""
+    referenced_series_uids: List[str] = field(default_factory=list)
+    referenced_image_uids: List[str] = field(default_factory=list)
+    referenced_plan_uids: List[str] = field(default_factory=list)
+    referenced_structure_set_uids: List[str] = field(default_factory=list)
+    roi_names: List[str] = field(default_factory=list)
+    # resolved links
+    image_series_uid: str = ""
+    structure_set_uid: str = ""
+    plan_uid: str = ""
+
+
+@dataclass
+class StudyEntry:
+    uid: str
+    patient_id: str
+    description: str = ""
+    date: str = ""
+    series: List[SeriesEntry] = field(default_factory=list)
+    structure_sets: List[RTObject] = field(default_factory=list)
+    doses: List[RTObject] = field(default_factory=list)
+    plans: List[RTObject] = field(default_factory=list)
+    other: List[RTObject] = field(default_factory=list)
+
+    def image_series(self, modality: Optional[str] = None) -> List[SeriesEntry]:
+        return [s for s in self.series if modality is None or s.modality == modality]
+
+    def rt_objects(self) -> List[RTObject]:
+        return self.structure_sets + self.doses + self.plans + self.other
+
+
+@dataclass
+class PatientEntry:
+    patient_id: str
+    patient_name: str = ""
+    studies: List[StudyEntry] = field(default_factory=list)
+
+
+@dataclass
+class DicomIndex:
+    """What :func:`index_folder` found below ``root``."""
+
+    root: Path
+    patients: List[PatientEntry] = field(default_factory=list)
+    non_dicom: List[Path] = field(default_factory=list)
+    problems: List[Problem] = field(default_factory=list)
+
+    def studies(self) -> List[StudyEntry]:
+        return [s for p in self.patients for s in p.studies]
+
+    def image_series(self) -> List[SeriesEntry]:
+        return [se for st in self.studies() for se in st.series]
+
+    def rt_objects(self) -> List[RTObject]:
+        return [o for st in self.studies() for o in st.rt_objects()]
+
+    @property
+    def errors(self) -> List[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    def raise_on_errors(self) -> None:
+        """Raise :class:`InputError` naming the first broken file, if any."""
+        if self.errors:
+            first = self.errors[0]
+            more = f" (and {len(self.errors) - 1} more problems)" if len(self.errors) > 1 else ""
+            raise InputError(first.message + more, first.path)
+
+
+def _is_dicom_file(path: Path) -> bool:
+    """Part 10 files have 'DICM' at byte 128; raw (preamble-less) files are
+    recognised by a plausible first group 0x0008 tag."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(132)
+    except OSError:
+        return False
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return True
+    return len(head) >= 8 and head[:2] == b"\x08\x00" and head[2:4] in (b"\x05\x00", b"\x08\x00", b"\x16\x00", b"\x12\x00")
+
+
+def _read_header(path: Path):
+    """Header without pixel data; checks that uncompressed pixel data is complete."""
+    with open(path, "rb") as fp:
+        ds = dicom_compat.pydicom.dcmread(fp, stop_before_pixels=True, force=True)
+        header_end = fp.tell()
+    size = path.stat().st_size
+    ts = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "1.2.840.10008.1.2"))
+    if "Rows" in ds and "Columns" in ds and ts in UNCOMPRESSED:
+        frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+        expected = int(ds.Rows) * int(ds.Columns) * frames * int(getattr(ds, "SamplesPerPixel", 1) or 1)
+        expected = expected * int(getattr(ds, "BitsAllocated", 16) or 16) // 8
+        if size - header_end < expected:
+            raise InputError(
+                f"truncated DICOM file: pixel data needs {expected} bytes, only {max(size - header_end - 8, 0)} present"
+            )
+    if "SOPInstanceUID" not in ds and "Modality" not in ds:
+        raise InputError("DICOM file without SOPInstanceUID or Modality")
+    return ds
+
+
+def _uids(seq_items, keyword: str) -> List[str]:
+    return [str(getattr(it, keyword)) for it in seq_items if keyword in it]
+
+
+def _rt_object(path: Path, ds: Dataset) -> RTObject:
+    modality = str(getattr(ds, "Modality", ""))
+    obj = RTObject(
+        path=path,
+        modality=modality,
+        sop_instance_uid=str(getattr(ds, "SOPInstanceUID", "")),
+        sop_class_uid=str(getattr(ds, "SOPClassUID", "")),
+        study_uid=str(getattr(ds, "StudyInstanceUID", "")),
+        patient_id=str(getattr(ds, "PatientID", "")),
+        frame_of_reference_uid=str(getattr(ds, "FrameOfReferenceUID", "")),
+    )
+    if modality == "RTSTRUCT":
+        obj.label = str(getattr(ds, "StructureSetLabel", ""))
+        for fr in getattr(ds, "ReferencedFrameOfReferenceSequence", []):
+            if not obj.frame_of_reference_uid:
+                obj.frame_of_reference_uid = str(getattr(fr, "FrameOfReferenceUID", ""))
+            for st in getattr(fr, "RTReferencedStudySequence", []):
+                for se in getattr(st, "RTReferencedSeriesSequence", []):
+                    obj.referenced_series_uids.append(str(getattr(se, "SeriesInstanceUID", "")))
+                    obj.referenced_image_uids += _uids(getattr(se, "ContourImageSequence", []), "ReferencedSOPInstanceUID")
+        obj.roi_names = [str(getattr(r, "ROIName", "")) for r in getattr(ds, "StructureSetROISequence", [])]
+    elif modality == "RTPLAN":
+        obj.label = str(getattr(ds, "RTPlanLabel", ""))
+        obj.referenced_structure_set_uids = _uids(getattr(ds, "ReferencedStructureSetSequence", []), "ReferencedSOPInstanceUID")
+    elif modality == "RTDOSE":
+        obj.label = str(getattr(ds, "DoseSummationType", ""))
+        obj.referenced_plan_uids = _uids(getattr(ds, "ReferencedRTPlanSequence", []), "ReferencedSOPInstanceUID")
+        obj.referenced_structure_set_uids = _uids(getattr(ds, "ReferencedStructureSetSequence", []), "ReferencedSOPInstanceUID")
+    return obj
+
+
+def index_files(paths: List[Path], root: Optional[Path] = None) -> DicomIndex:
+    """Index an explicit list of files (see :func:`index_folder`)."""
+    index = DicomIndex(root=Path(root) if root else Path("."))
+    patients: Dict[str, PatientEntry] = {}
+    studies: Dict[str, StudyEntry] = {}
+    series: Dict[str, SeriesEntry] = {}
+
+    def study_for(ds: Dataset) -> StudyEntry:
+        pid = str(getattr(ds, "PatientID", ""))
+        uid = str(getattr(ds, "StudyInstanceUID", ""))
+        if pid not in patients:
+            patients[pid] = PatientEntry(pid, str(getattr(ds, "PatientName", "")))
+            index.patients.append(patients[pid])
+        key = uid or f"(no StudyInstanceUID, patient {pid})"
+        if key not in studies:
+            studies[key] = StudyEntry(
+                key, pid, str(getattr(ds, "StudyDescription", "")), str(getattr(ds, "StudyDate", ""))
+            )
+            patients[pid].studies.append(studies[key])
+        return studies[key]
+
+    for path in paths:
+        if not _is_dicom_file(path):
+            index.non_dicom.append(path)
+            continue
+        try:
+            ds = _read_header(path)
+        except InputError as exc:
+            index.problems.append(Problem(str(path), exc.message))
+            continue
+        except Exception as exc:  # pydicom raises many types for broken files
+            index.problems.append(Problem(str(path), f"cannot read DICOM file ({exc})"))
+            continue
+        modality = str(getattr(ds, "Modality", ""))
+        study = study_for(ds)
+        if modality in RT_MODALITIES:
+            obj = _rt_object(path, ds)
+            {"RTSTRUCT": study.structure_sets, "RTDOSE": study.doses, "RTPLAN": study.plans}.get(
+                modality, study.other
+            ).append(obj)
+        elif "Rows" in ds and "ImagePositionPatient" in ds:
+            uid = str(getattr(ds, "SeriesInstanceUID", ""))
+            if uid not in series:
+                series[uid] = SeriesEntry(
+                    uid=uid,
+                    modality=modality,
+                    study_uid=study.uid,
+                    patient_id=study.patient_id,
+                    frame_of_reference_uid=str(getattr(ds, "FrameOfReferenceUID", "")),
+                    description=str(getattr(ds, "SeriesDescription", "")),
+                    rows=int(ds.Rows),
+                    columns=int(ds.Columns),
+                )
+                study.series.append(series[uid])
+            series[uid].paths.append(path)
+            series[uid].sop_instance_uids.append(str(getattr(ds, "SOPInstanceUID", "")))
+        else:
+            study.other.append(_rt_object(path, ds))
+    _link(index)
+    return index
+
+
+def index_folder(folder: PathLike) -> DicomIndex:
+    """Index every file below ``folder`` (or the single file ``folder``)."""
+    folder = Path(folder)
+    if not folder.exists():
+        raise InputError("no such file or folder", folder)
+    if folder.is_file():
+        return index_files([folder], folder.parent)
+    files = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames.sort()
+        files.extend(Path(dirpath) / f for f in sorted(filenames) if not f.startswith("."))
+    return index_files(files, folder)
+
+
+def _link(index: DicomIndex) -> None:
+    all_series = {s.uid: s for s in index.image_series()}
+    sop_to_series = {sop: s.uid for s in all_series.values() for sop in s.sop_instance_uids}
+    for study in index.studies():
+        by_for: Dict[str, List[SeriesEntry]] = {}
+        for s in study.series:
+            by_for.setdefault(s.frame_of_reference_uid, []).append(s)
+        for ss in study.structure_sets:
+            target = next((u for u in ss.referenced_series_uids if u in all_series), "")
+            if not target:
+                hits = [sop_to_series[u] for u in ss.referenced_image_uids if u in sop_to_series]
+                target = max(set(hits), key=hits.count) if hits else ""
+            if not target and len(by_for.get(ss.frame_of_reference_uid, [])) == 1:
+                target = by_for[ss.frame_of_reference_uid][0].uid
+            ss.image_series_uid = target
+            if target and all_series[target].frame_of_reference_uid != ss.frame_of_reference_uid:
+                index.problems.append(
+                    Problem(
+                        str(ss.path),
+                        f"structure set is in frame of reference {ss.frame_of_reference_uid}, but its image series "
+                        f"{target} is in {all_series[target].frame_of_reference_uid}",
+                    )
+                )
+            elif not target:
+                if study.series:
+                    index.problems.append(
+                        Problem(
+                            str(ss.path),
+                            f"structure set references frame of reference {ss.frame_of_reference_uid or '(none)'} "
+                            "and no image series of its study is in it",
+                        )
+                    )
+                else:
+                    index.problems.append(Problem(str(ss.path), "structure set without its image series", "warning"))
+        ss_uids = {o.sop_instance_uid for o in study.structure_sets}
+        plan_by_uid = {p.sop_instance_uid: p for p in study.plans}
+        for plan in study.plans:
+            plan.structure_set_uid = next((u for u in plan.referenced_structure_set_uids if u in ss_uids), "")
+        for dose in study.doses:
+            dose.plan_uid = next((u for u in dose.referenced_plan_uids if u in plan_by_uid), "")
+            dose.structure_set_uid = next((u for u in dose.referenced_structure_set_uids if u in ss_uids), "")
+            if not dose.structure_set_uid and dose.plan_uid:
+                dose.structure_set_uid = plan_by_uid[dose.plan_uid].structure_set_uid
+            candidates = by_for.get(dose.frame_of_reference_uid, [])
+            dose.image_series_uid = candidates[0].uid if len(candidates) == 1 else ""
+        for plan in study.plans:
+            candidates = by_for.get(plan.frame_of_reference_uid, [])
+            plan.image_series_uid = candidates[0].uid if len(candidates) == 1 else ""
+
+
+def describe(index: DicomIndex) -> str:
+    """Human-readable summary of an index (what ``defacert info`` prints)."""
+    lines = [f"{index.root}: {len(index.patients)} patient(s), {len(index.studies())} study(ies)"]
+    for patient in index.patients:
+        lines.append(f"patient {patient.patient_id!r} ({patient.patient_name})")
+        for study in patient.studies:
+            lines.append(f"  study {study.uid} {study.date} {study.description}".rstrip())
+            for s in study.series:
+                lines.append(
+                    f"    {s.modality} series {s.uid}: {len(s.paths)} slice(s) of {s.columns}x{s.rows}"
+                    f", frame of reference {s.frame_of_reference_uid}"
+                )
+            for ss in study.structure_sets:
+                link = f"on series {ss.image_series_uid}" if ss.image_series_uid else "no image series found"
+                lines.append(f"    RTSTRUCT {ss.path.name} '{ss.label}': {len(ss.roi_names)} ROI(s), {link}")
+                lines.append("      ROIs: " + ", ".join(ss.roi_names))
+            for plan in study.plans:
+                link = f"structure set {plan.structure_set_uid}" if plan.structure_set_uid else "no structure set found"
+                lines.append(f"    RTPLAN {plan.path.name} '{plan.label}': {link}")
+            for dose in study.doses:
+                links = []
+                links.append(f"plan {dose.plan_uid}" if dose.plan_uid else "no plan found")
+                if dose.image_series_uid:
+                    links.append(f"image series {dose.image_series_uid}")
+                lines.append(f"    RTDOSE {dose.path.name} ({dose.label}): " + ", ".join(links))
+            for other in study.other:
+                lines.append(f"    {other.modality or 'DICOM'} {other.path.name}")
+    if index.non_dicom:
+        lines.append(f"skipped {len(index.non_dicom)} non-DICOM file(s): " + ", ".join(str(p) for p in index.non_dicom[:10]))
+    for problem in index.problems:
+        lines.append(str(problem))
+    return "\n".join(lines)

@@ -1,0 +1,408 @@
+"""RT Structure Set: ROIs, planar contours, rasterisation and editing.
+
+Contour points are DICOM patient coordinates (LPS, mm), exactly as stored in
+ContourData. :class:`StructureSet` reads an RTSTRUCT dataset into
+:class:`ROI` objects, lets the caller remove ROIs (all three of their items:
+StructureSetROI, ROIContour, RTROIObservations) or replace their contours,
+and writes everything else back untouched.
+
+Rasterisation (:func:`rasterize_contours`) follows plastimatch and
+dicompyler: a voxel is inside when its centre is inside the contour by the
+even-odd rule; several contours on one plane (holes, islands) combine by XOR.
+Each contour is assigned to the nearest slice of the target grid whose
+centre lies within half a slice spacing of the contour plane.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence as DicomSequence
+
+from . import dicom_compat
+from .errors import GeometryError, InputError
+from .geometry import ImageGeometry
+
+PathLike = Union[str, Path]
+
+RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
+
+
+@dataclass
+class Contour:
+    """One contour: ``points`` (N, 3) in LPS mm, as in ContourData.
+
+    ``geometric_type`` is CLOSED_PLANAR, OPEN_PLANAR, OPEN_NONPLANAR or POINT.
+    ``referenced_sop_instance_uids`` are the image slices it was drawn on
+    (ContourImageSequence), possibly empty.
+    """
+
+    points: np.ndarray
+    geometric_type: str = "CLOSED_PLANAR"
+    referenced_sop_instance_uids: Tuple[str, ...] = ()
+
+    @property
+    def is_closed_planar(self) -> bool:
+        return self.geometric_type == "CLOSED_PLANAR" and len(self.points) >= 3
+
+
+@dataclass
+class ROI:
+    """A region of interest of a structure set.
+
+    ``color`` is RGB 0-255; ``interpreted_type`` is RTROIInterpretedType
+    (EXTERNAL, PTV, CTV, GTV, ORGAN, AVOIDANCE, ...) or "" when absent.
+    """
+
+    number: int
+    name: str
+    color: Tuple[int, int, int] = (255, 0, 0)
+    interpreted_type: str = ""
+    contours: List[Contour] = field(default_factory=list)
+    frame_of_reference_uid: str = ""
+    generation_algorithm: str = ""
+
+    @property
+    def closed_contours(self) -> List[Contour]:
+        return [c for c in self.contours if c.is_closed_planar]
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.closed_contours
+
+    def z_planes(self) -> np.ndarray:
+        """Sorted unique LPS z (mm) of the closed planar contours (rounded to 0.01 mm)."""
+        zs = {round(float(c.points[:, 2].mean()), 2) for c in self.closed_contours}
+        return np.array(sorted(zs))
+
+
+def _contour_points(item: Dataset) -> np.ndarray:
+    """ContourData of a ContourSequence item as an (N, 3) float array.
+
+    Parses the raw value directly when pydicom has not converted it yet
+    (much faster than building one DSfloat per coordinate).
+    """
+    tag = 0x30060050
+    if tag not in item:
+        return np.zeros((0, 3))
+    raw = item.get_item(tag)
+    value = getattr(raw, "value", None)
+    if isinstance(value, (bytes, bytearray)):
+        text = value.decode("ascii", errors="replace").strip(" \x00")
+        values = np.array(text.split("\\"), dtype=float) if text else np.zeros(0)
+    else:
+        values = np.asarray([float(v) for v in item.ContourData], dtype=float)
+    if values.size % 3:
+        raise InputError(f"ContourData has {values.size} values, not a multiple of 3")
+    return values.reshape(-1, 3)
+
+
+def _format_ds(values: np.ndarray) -> List[str]:
+    """Format coordinates as DS strings (at most 16 characters)."""
+    out = []
+    for v in np.asarray(values, dtype=float).ravel():
+        s = f"{v:.6g}" if abs(v) < 1e10 else f"{v:.8e}"
+        if len(s) > 16:
+            s = f"{v:.9g}"[:16]
+        out.append(s)
+    return out
+
+
+class StructureSet:
+    """An RTSTRUCT dataset with its ROIs parsed.
+
+    The original dataset is kept; :meth:`to_dataset` returns a new dataset in
+    which only removed ROIs and replaced contours differ.
+    """
+
+    def __init__(self, dataset: Dataset, path: Optional[PathLike] = None) -> None:
+        self.dataset = dataset
+        self.path = Path(path) if path is not None else None
+        where = str(self.path) if self.path else "RT Structure Set"
+        if str(getattr(dataset, "Modality", "")) != "RTSTRUCT" and "StructureSetROISequence" not in dataset:
+            raise InputError("not an RT Structure Set", where)
+        self.rois: List[ROI] = []
+        self._removed: set = set()
+        self._replaced: Dict[int, List[Contour]] = {}
+        self._renamed: Dict[int, str] = {}
+        colours: Dict[int, Tuple[int, int, int]] = {}
+        contours: Dict[int, List[Contour]] = {}
+        for item in getattr(dataset, "ROIContourSequence", []):
+            number = int(item.ReferencedROINumber)
+            if "ROIDisplayColor" in item:
+                colours[number] = tuple(int(v) for v in item.ROIDisplayColor)[:3]
+            cs = []
+            for c in getattr(item, "ContourSequence", []):
+                refs = tuple(str(r.ReferencedSOPInstanceUID) for r in getattr(c, "ContourImageSequence", []))
+                cs.append(Contour(_contour_points(c), str(getattr(c, "ContourGeometricType", "CLOSED_PLANAR")), refs))
+            contours[number] = cs
+        types = {}
+        for obs in getattr(dataset, "RTROIObservationsSequence", []):
+            types[int(obs.ReferencedROINumber)] = str(getattr(obs, "RTROIInterpretedType", "") or "")
+        for item in getattr(dataset, "StructureSetROISequence", []):
+            number = int(item.ROINumber)
+            self.rois.append(
+                ROI(
+                    number=number,
+                    name=str(getattr(item, "ROIName", "")),
+                    color=colours.get(number, (255, 0, 0)),
+                    interpreted_type=types.get(number, ""),
+                    contours=contours.get(number, []),
+                    frame_of_reference_uid=str(getattr(item, "ReferencedFrameOfReferenceUID", "")),
+                    generation_algorithm=str(getattr(item, "ROIGenerationAlgorithm", "")),
+                )
+            )
+
+    # ------------------------------------------------------------ reading
+    @classmethod
+    def read(cls, path: PathLike) -> "StructureSet":
+        """Read an RTSTRUCT file; errors name the file."""
+        path = Path(path)
+        try:
+            ds = dicom_compat.dcmread(path)
+        except Exception as exc:
+            raise InputError(f"cannot read DICOM file ({exc})", path) from exc
+        return cls(ds, path)
+
+    @property
+    def frame_of_reference_uid(self) -> str:
+        """The frame of reference the contours are in (first ReferencedFrameOfReference)."""
+        for item in getattr(self.dataset, "ReferencedFrameOfReferenceSequence", []):
+            return str(getattr(item, "FrameOfReferenceUID", ""))
+        for roi in self.rois:
+            if roi.frame_of_reference_uid:
+                return roi.frame_of_reference_uid
+        return ""
+
+    @property
+    def referenced_series_uids(self) -> List[str]:
+        """SeriesInstanceUIDs of the image series the contours were drawn on."""
+        out = []
+        for fr in getattr(self.dataset, "ReferencedFrameOfReferenceSequence", []):
+            for study in getattr(fr, "RTReferencedStudySequence", []):
+                for series in getattr(study, "RTReferencedSeriesSequence", []):
+                    uid = str(getattr(series, "SeriesInstanceUID", ""))
+                    if uid and uid not in out:
+                        out.append(uid)
+        return out
+
+    @property
+    def referenced_sop_instance_uids(self) -> set:
+        """Every image SOPInstanceUID referenced by ContourImageSequence items."""
+        out = set()
+        for fr in getattr(self.dataset, "ReferencedFrameOfReferenceSequence", []):
+            for study in getattr(fr, "RTReferencedStudySequence", []):
+                for series in getattr(study, "RTReferencedSeriesSequence", []):
+                    for img in getattr(series, "ContourImageSequence", []):
+                        out.add(str(img.ReferencedSOPInstanceUID))
+        for roi in self.rois:
+            for c in roi.contours:
+                out.update(c.referenced_sop_instance_uids)
+        return out
+
+    def names(self) -> List[str]:
+        return [r.name for r in self.rois]
+
+    def roi(self, name_or_number: Union[str, int]) -> ROI:
+        """The ROI with this name (exact, then case-insensitive) or number."""
+        if isinstance(name_or_number, (int, np.integer)):
+            for r in self.rois:
+                if r.number == int(name_or_number):
+                    return r
+        else:
+            for r in self.rois:
+                if r.name == name_or_number:
+                    return r
+            for r in self.rois:
+                if r.name.strip().lower() == str(name_or_number).strip().lower():
+                    return r
+        raise KeyError(f"no ROI {name_or_number!r} (ROIs: {', '.join(self.names())})")
+
+    # ------------------------------------------------------------ editing
+    def remove_roi(self, name_or_number: Union[str, int]) -> ROI:
+        """Remove an ROI completely (StructureSetROI, ROIContour and
+        RTROIObservations items). Returns the removed ROI."""
+        roi = self.roi(name_or_number)
+        self.rois.remove(roi)
+        self._removed.add(roi.number)
+        self._replaced.pop(roi.number, None)
+        return roi
+
+    def replace_contours(self, name_or_number: Union[str, int], contours: Sequence[Contour]) -> None:
+        """Replace all contours of an ROI (the ROI keeps its number, name and colour)."""
+        roi = self.roi(name_or_number)
+        roi.contours = list(contours)
+        self._replaced[roi.number] = roi.contours
+
+    @property
+    def removed_roi_numbers(self) -> List[int]:
+        return sorted(self._removed)
+
+    @property
+    def modified_roi_numbers(self) -> List[int]:
+        return sorted(self._replaced)
+
+    # ------------------------------------------------------------ writing
+    def to_dataset(self) -> Dataset:
+        """A new dataset with the edits applied; every other element is a deep
+        copy of the original (the original dataset is never modified)."""
+        ds = copy.deepcopy(self.dataset)
+        removed = self._removed
+        for keyword, key in (
+            ("StructureSetROISequence", "ROINumber"),
+            ("ROIContourSequence", "ReferencedROINumber"),
+            ("RTROIObservationsSequence", "ReferencedROINumber"),
+        ):
+            if keyword in ds:
+                setattr(ds, keyword, DicomSequence([it for it in getattr(ds, keyword) if int(getattr(it, key)) not in removed]))
+        for item in getattr(ds, "ROIContourSequence", []):
+            number = int(item.ReferencedROINumber)
+            if number not in self._replaced:
+                continue
+            template = item.ContourSequence[0] if len(getattr(item, "ContourSequence", [])) else None
+            new_items = []
+            for i, contour in enumerate(self._replaced[number]):
+                c = Dataset()
+                if contour.referenced_sop_instance_uids:
+                    refs = []
+                    for uid in contour.referenced_sop_instance_uids:
+                        ref = Dataset()
+                        ref.ReferencedSOPClassUID = _image_class_of(template)
+                        ref.ReferencedSOPInstanceUID = uid
+                        refs.append(ref)
+                    c.ContourImageSequence = DicomSequence(refs)
+                c.ContourGeometricType = contour.geometric_type
+                c.NumberOfContourPoints = len(contour.points)
+                c.ContourNumber = i + 1
+                c.ContourData = _format_ds(contour.points)
+                new_items.append(c)
+            if new_items:
+                item.ContourSequence = DicomSequence(new_items)
+            elif "ContourSequence" in item:
+                del item.ContourSequence
+        return ds
+
+    def write(self, path: PathLike, finalize: Optional[Callable[[Dataset], None]] = None) -> Path:
+        """Write the edited structure set to ``path``; ``finalize(ds)`` runs just before saving."""
+        ds = self.to_dataset()
+        if finalize is not None:
+            finalize(ds)
+        dicom_compat.save(ds, path)
+        return Path(path)
+
+    # ------------------------------------------------------- rasterising
+    def rasterize(self, roi: Union[ROI, str, int], geometry: ImageGeometry) -> np.ndarray:
+        """Boolean mask ``[k, j, i]`` of an ROI on ``geometry`` (see :func:`rasterize_contours`)."""
+        if not isinstance(roi, ROI):
+            roi = self.roi(roi)
+        return rasterize_contours(roi.contours, geometry)
+
+
+def _image_class_of(template: Optional[Dataset]) -> str:
+    if template is not None:
+        for ref in getattr(template, "ContourImageSequence", []):
+            if "ReferencedSOPClassUID" in ref:
+                return str(ref.ReferencedSOPClassUID)
+    return "1.2.840.10008.5.1.4.1.1.2"  # CT Image Storage
+
+
+# ------------------------------------------------------------- rasterisation
+def contour_slice_index(points_ijk: np.ndarray, normal_axis: int, tolerance: float = 0.5) -> Optional[int]:
+    """Slice index of a planar contour along ``normal_axis`` (continuous
+    index coordinates), or None if the contour is further than ``tolerance``
+    slices from every slice centre or not planar."""
+    c = points_ijk[:, normal_axis]
+    if np.ptp(c) > 1e-3 * max(1.0, abs(c.mean())) + 0.02:
+        return None
+    k = float(c.mean())
+    kr = int(np.floor(k + 0.5))
+    return kr if abs(k - kr) <= tolerance + 1e-9 else None
+
+
+def rasterize_polygons_2d(polygons: Iterable[np.ndarray], shape: Tuple[int, int]) -> np.ndarray:
+    """Even-odd fill of polygons given in continuous pixel coordinates.
+
+    ``polygons`` are (N, 2) arrays of (column u, row v); ``shape`` is (rows,
+    columns). A pixel (r, c) is inside when its centre (u=c, v=r) is inside by
+    the even-odd rule over *all* polygons together (so overlapping polygons
+    and holes XOR). Edges are half-open in v, so shared vertices count once.
+    """
+    rows, cols = shape
+    events = np.zeros((rows, cols + 1), dtype=np.int32)
+    for poly in polygons:
+        p = np.asarray(poly, dtype=float)
+        if len(p) < 3:
+            continue
+        u0, v0 = p[:, 0], p[:, 1]
+        u1, v1 = np.roll(u0, -1), np.roll(v0, -1)
+        lo = np.minimum(v0, v1)
+        hi = np.maximum(v0, v1)
+        r0 = np.maximum(np.ceil(lo), 0).astype(np.int64)
+        r1 = np.minimum(np.ceil(hi) - 1, rows - 1).astype(np.int64)  # rows r with lo <= r < hi
+        n = np.maximum(r1 - r0 + 1, 0)
+        n[v0 == v1] = 0
+        if n.sum() == 0:
+            continue
+        edge = np.repeat(np.arange(len(p)), n)
+        r = r0[edge] + (np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n))
+        t = (r - v0[edge]) / (v1[edge] - v0[edge])
+        u = u0[edge] + t * (u1[edge] - u0[edge])
+        c = np.clip(np.ceil(u), 0, cols).astype(np.int64)  # first column whose centre is >= crossing
+        np.add.at(events, (r, c), 1)
+    return (np.cumsum(events[:, :cols], axis=1) & 1).astype(bool)
+
+
+def rasterize_contours(
+    contours: Sequence[Contour], geometry: ImageGeometry, plane_tolerance: float = 0.5
+) -> np.ndarray:
+    """Rasterise closed planar contours (LPS mm) onto ``geometry``.
+
+    Returns a boolean array ``[k, j, i]``. Contours must lie in planes
+    perpendicular to one index axis of the grid (transverse contours on an
+    axial series, whatever its orientation and slice order). Each contour is
+    assigned to the nearest slice within ``plane_tolerance`` slices of its
+    plane; contours off the grid are ignored; open contours and points are
+    not areas and are ignored.
+    """
+    mask = np.zeros(geometry.shape, dtype=bool)
+    per_slice: Dict[Tuple[int, int], List[np.ndarray]] = {}
+    normal_axis = None
+    for contour in contours:
+        if not contour.is_closed_planar:
+            continue
+        ijk = geometry.lps_to_index(contour.points)
+        if normal_axis is None:
+            spreads = np.ptp(ijk, axis=0)
+            normal_axis = int(np.argmin(spreads))
+        k = contour_slice_index(ijk, normal_axis, plane_tolerance)
+        if k is None:
+            if np.ptp(ijk[:, normal_axis]) > 0.05:
+                raise GeometryError("contour is not perpendicular to an index axis of the image grid")
+            continue
+        if not 0 <= k < geometry.size[normal_axis]:
+            continue
+        per_slice.setdefault((normal_axis, k), []).append(ijk)
+    for (axis, k), polys in per_slice.items():
+        in_plane = [a for a in range(3) if a != axis]  # (u, v) index axes, u < v
+        shape = (geometry.size[in_plane[1]], geometry.size[in_plane[0]])
+        plane = rasterize_polygons_2d([p[:, in_plane] for p in polys], shape)
+        # numpy axis of index axis a is 2 - a
+        index: List = [slice(None)] * 3
+        index[2 - axis] = k
+        sub = mask[tuple(index)]
+        # sub has axes ordered by decreasing index axis: (v, u) -> matches plane
+        sub |= plane
+    return mask
+
+
+def polygon_area_mm2(points: np.ndarray) -> float:
+    """Area (mm^2) of a planar polygon given in LPS (shoelace on its plane)."""
+    p = np.asarray(points, dtype=float)
+    centred = p - p.mean(axis=0)
+    cross = np.cross(centred, np.roll(centred, -1, axis=0)).sum(axis=0)
+    return float(np.linalg.norm(cross) / 2.0)

@@ -1,0 +1,90 @@
+"""New DICOM UIDs, consistent across every object of a study.
+
+:class:`UIDMap` maps each original instance UID (study, series, SOP instance,
+frame of reference, ...) to a new one, the same new UID wherever the original
+appears. Because every object of a study is remapped through one map, every
+reference between them (ContourImageSequence, ReferencedFrameOfReference,
+ReferencedRTPlan, ReferencedStructureSet, FrameOfReferenceUID, ...) stays
+consistent without having to know each reference attribute.
+
+With a secret ``salt`` the new UIDs are deterministic (the same input and
+salt always give the same output, for example across several runs over a
+cohort); without one they are random.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
+
+#: UIDs defined by the DICOM standard itself (SOP classes, transfer syntaxes,
+#: coding schemes, ...) start with this root and are never remapped.
+DICOM_ROOT = "1.2.840.10008."
+
+#: UI attributes that name a class or a scheme, not an instance.
+NOT_INSTANCE_UIDS = {
+    "TransferSyntaxUID",
+    "ImplementationClassUID",
+    "CodingSchemeUID",
+    "ContextGroupExtensionCreatorUID",
+    "PrivateInformationCreatorUID",
+    "TemplateExtensionCreatorUID",
+    "MappingResourceUID",
+    "ContextUID",
+    "CodingSchemeRegistry",
+}
+
+
+def is_instance_uid_keyword(keyword: str) -> bool:
+    """True for UI attributes that identify an instance (remapped by the writer)."""
+    return bool(keyword) and not keyword.endswith("ClassUID") and keyword not in NOT_INSTANCE_UIDS
+
+
+class UIDMap:
+    """Original instance UID -> new UID, one-to-one and consistent."""
+
+    def __init__(self, salt: Optional[str] = None) -> None:
+        self.salt = salt
+        self._map: Dict[str, str] = {}
+
+    def __len__(self) -> int:
+        return len(self._map)
+
+    def __contains__(self, uid: str) -> bool:
+        return uid in self._map
+
+    def items(self):
+        return self._map.items()
+
+    def map(self, uid: str) -> str:
+        """New UID for ``uid`` (standard-defined UIDs are returned unchanged)."""
+        uid = str(uid).strip()
+        if not uid or uid.startswith(DICOM_ROOT):
+            return uid
+        new = self._map.get(uid)
+        if new is None:
+            if self.salt is not None:
+                new = generate_uid(prefix=None, entropy_srcs=[self.salt, uid])
+            else:
+                new = generate_uid(prefix=None)
+            self._map[uid] = new
+        return new
+
+    def remap_dataset(self, ds: Dataset) -> None:
+        """Replace every instance UID in ``ds`` (and its sequences, and its
+        file meta) with its mapped value, in place."""
+
+        def callback(dataset: Dataset, elem) -> None:
+            if elem.VR != "UI" or not is_instance_uid_keyword(elem.keyword) or elem.value in (None, ""):
+                return
+            if elem.VM > 1:
+                elem.value = [self.map(v) for v in elem.value]
+            else:
+                elem.value = self.map(elem.value)
+
+        ds.walk(callback, recursive=True)
+        meta = getattr(ds, "file_meta", None)
+        if meta is not None and "MediaStorageSOPInstanceUID" in meta:
+            meta.MediaStorageSOPInstanceUID = self.map(meta.MediaStorageSOPInstanceUID)
