@@ -1,0 +1,44 @@
+"""Options shared by the face commands (render, face-distance, privacy-study, deface-check)."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import InputError
+
+
+def add_face_options(parser: argparse.ArgumentParser, render_only: bool = False) -> None:
+    g = parser.add_argument_group("rendering")
+    g.add_argument("--iso", type=float, default=None, help="skin iso-value (default: -300 HU for CT, Otsu-based for MR)")
+    g.add_argument("--sigma", type=float, default=1.0, help="Gaussian smoothing before the iso-surface, voxels (default 1)")
+    g.add_argument("--size", type=int, default=512, help="image size in pixels (default 512)")
+    g.add_argument("--fov", type=float, default=240.0, help="field of view at the face centre, mm (default 240)")
+    g.add_argument("--distance", type=float, default=600.0, help="camera distance from the face centre, mm (default 600)")
+    g.add_argument("--projection", choices=("perspective", "orthographic"), default="perspective")
+    g.add_argument("--yaw", type=float, default=0.0, help="turn the camera towards the patient's left, degrees")
+    g.add_argument("--pitch", type=float, default=0.0, help="raise the camera, degrees")
+    g.add_argument(
+        "--landmarks",
+        default=None,
+        metavar="xR,yR,zR;xL,yL,zL[;xN,yN,zN]",
+        help="eye centres (and nose tip) in LPS mm; default: estimated from the skin surface",
+    )
+    if not render_only:
+        g.add_argument("--backend", choices=("opencv", "deepface", "auto"), default="opencv", help="face detector/embedder")
+
+
+def face_options(args):
+    from ..face.distance import FaceOptions
+    from ..face.render import View
+
+    try:
+        view = View(args.size, args.fov, args.distance, args.projection, args.yaw, args.pitch)
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
+    return FaceOptions(iso_value=args.iso, sigma_voxels=args.sigma, view=view, backend=getattr(args, "backend", "opencv"))
+
+
+def landmarks(args):
+    from ..face.landmarks import parse_landmarks
+
+    return parse_landmarks(args.landmarks)
