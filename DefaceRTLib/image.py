@@ -290,6 +290,7 @@ def read_image(path: PathLike, modality: str = "CT", allow_oblique: bool = False
     if path.is_file() and path.name.lower().endswith(ITK_SUFFIXES):
         return read_itk_image(path, modality=modality)
     index = index_folder(path if path.is_dir() else path.parent)
+    index.raise_on_errors()
     series = [s for s in index.image_series() if not modality or s.modality == modality]
     if path.is_file():
         series = [s for s in series if path.resolve() in {p.resolve() for p in s.paths}]
@@ -383,7 +384,7 @@ def write_image_series(
         ds.ImageOrientationPatient = iop
         ds.InstanceNumber = k + 1
         stored = to_stored_values(volume.array[k], ds, slope, intercept)
-        ds.PixelData = stored.tobytes()
+        ds.add_new(0x7FE00010, "OW" if stored.dtype.itemsize > 1 else "OB", stored.tobytes())
         if hasattr(ds, "NumberOfFrames"):
             del ds.NumberOfFrames
         if finalize is not None:

@@ -170,8 +170,18 @@ def _read_header(path: Path):
             raise InputError(
                 f"truncated DICOM file: pixel data needs {expected} bytes, only {max(size - header_end - 8, 0)} present"
             )
-    if "SOPInstanceUID" not in ds and "Modality" not in ds:
-        raise InputError("DICOM file without SOPInstanceUID or Modality")
+    if "SOPInstanceUID" not in ds or "Modality" not in ds:
+        raise InputError("truncated or incomplete DICOM file (no SOPInstanceUID or Modality)")
+    modality = str(ds.Modality)
+    required = {
+        "RTSTRUCT": ("StructureSetROISequence",),
+        "RTDOSE": ("Rows", "Columns", "ImagePositionPatient"),
+    }.get(modality, ("Rows", "Columns", "ImagePositionPatient") if modality in IMAGE_MODALITIES else ())
+    missing = [k for k in required if k not in ds]
+    if modality in IMAGE_MODALITIES + ("RTDOSE",) and header_end >= size:
+        missing.append("PixelData")
+    if missing:
+        raise InputError(f"truncated or incomplete {modality} file: no {', '.join(missing)}")
     return ds
 
 

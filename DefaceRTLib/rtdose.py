@@ -171,7 +171,7 @@ class DoseVolume:
         ds.NumberOfFrames = g.size[2]
         ds.Rows, ds.Columns = g.size[1], g.size[0]
         ds.PixelSpacing = [g.spacing[1], g.spacing[0]]
-        ds.PixelData = stored.tobytes()
+        ds.add_new(0x7FE00010, "OW", stored.tobytes())
         ds.file_meta = copy.deepcopy(getattr(self.dataset, "file_meta", None))
         return ds
 

@@ -1,0 +1,142 @@
+"""Image series: sorting, geometry, rescale, round trip, and refusing broken series."""
+
+import shutil
+
+import numpy as np
+import pytest
+
+from DefaceRTLib import dicom_compat
+from DefaceRTLib.errors import GeometryError, InputError
+from DefaceRTLib.image import read_image, read_image_series, write_image_series
+from foundation_helpers import ORIENTATIONS, make_geometry, make_volume, same_in_lps
+
+
+@pytest.mark.parametrize("orientation", sorted(ORIENTATIONS))
+@pytest.mark.parametrize("increasing", [True, False])
+def test_round_trip_every_orientation_and_slice_order(tmp_path, orientation, increasing):
+    g = make_geometry(orientation, increasing)
+    vol = make_volume(g)
+    paths = write_image_series(vol, tmp_path)
+    # shuffle file order and names: sorting must use positions, not names
+    rng = np.random.default_rng(1)
+    for n, p in enumerate(rng.permutation(paths)):
+        p.rename(tmp_path / f"x{n:03d}")
+    back = read_image(tmp_path)
+    assert back.geometry.is_axis_aligned
+    np.testing.assert_allclose(back.geometry.spacing, g.spacing, atol=1e-6)
+    # the read volume's k axis runs along the slice normal
+    row, col = (np.array(v, float) for v in ORIENTATIONS[orientation])
+    np.testing.assert_allclose(back.geometry.direction_matrix[:, 2], np.cross(row, col), atol=1e-6)
+    assert same_in_lps(vol, back)
+    assert back.array.dtype == np.int16
+
+
+def test_rescale_slope_intercept_and_unsigned(tmp_path):
+    g = make_geometry()
+    vol = make_volume(g)
+    write_image_series(vol, tmp_path / "a" if (tmp_path / "a").mkdir() is None else None)
+    first = read_image(tmp_path / "a")
+    # re-encode as unsigned 16 bit with slope 0.5, intercept -1000
+    for ds in first.datasets:
+        ds.RescaleSlope = 0.5
+        ds.RescaleIntercept = -1000
+        ds.PixelRepresentation = 0
+    first.rescale = [(0.5, -1000.0)] * len(first.datasets)
+    (tmp_path / "b").mkdir()
+    write_image_series(first, tmp_path / "b")
+    second = read_image(tmp_path / "b")
+    assert second.array.dtype == np.float32
+    ds = dicom_compat.dcmread(sorted((tmp_path / "b").iterdir())[0])
+    assert ds.PixelRepresentation == 0 and ds.pixel_array.dtype == np.uint16
+    np.testing.assert_allclose(second.array, first.array.astype(np.float32))
+    lo, hi = second.stored_value_range()
+    assert (lo, hi) == (-1000.0, -1000.0 + 0.5 * 65535)
+
+
+def test_values_outside_stored_range_are_clipped(tmp_path):
+    vol = make_volume(make_geometry())
+    write_image_series(vol, tmp_path)
+    back = read_image(tmp_path)
+    back.array = back.array.astype(np.int32)
+    back.array[0, 0, 0] = 40000
+    (tmp_path / "c").mkdir()
+    write_image_series(back, tmp_path / "c")
+    assert read_image(tmp_path / "c").array[0, 0, 0] == 32767 - 1024 + 1024  # int16 max after intercept 0
+
+
+def _write(tmp_path, **kw):
+    vol = make_volume(make_geometry(size=(8, 8, 6), **kw))
+    return write_image_series(vol, tmp_path)
+
+
+def test_missing_slice_is_refused_with_series_named(tmp_path):
+    paths = _write(tmp_path)
+    paths[3].unlink()
+    with pytest.raises(GeometryError, match="missing slice"):
+        read_image(tmp_path)
+
+
+def test_non_uniform_spacing_refused(tmp_path):
+    paths = _write(tmp_path)
+    ds = dicom_compat.dcmread(paths[-1])
+    ds.ImagePositionPatient[2] = float(ds.ImagePositionPatient[2]) + 0.7
+    dicom_compat.save(ds, paths[-1])
+    with pytest.raises(GeometryError, match="non-uniform"):
+        read_image(tmp_path)
+
+
+def test_gantry_tilt_refused(tmp_path):
+    paths = _write(tmp_path)
+    for n, p in enumerate(paths):
+        ds = dicom_compat.dcmread(p)
+        ds.ImagePositionPatient[1] = float(ds.ImagePositionPatient[1]) + 0.4 * n
+        dicom_compat.save(ds, p)
+    with pytest.raises(GeometryError, match="gantry tilt"):
+        read_image(tmp_path)
+
+
+def test_oblique_refused_unless_allowed(tmp_path):
+    paths = _write(tmp_path)
+    c, s = np.cos(0.2), np.sin(0.2)
+    for p in paths:
+        ds = dicom_compat.dcmread(p)
+        ds.ImageOrientationPatient = [c, s, 0, -s, c, 0]
+        dicom_compat.save(ds, p)
+    with pytest.raises(GeometryError, match="oblique"):
+        read_image(tmp_path)
+    assert not read_image(tmp_path, allow_oblique=True).geometry.is_axis_aligned
+
+
+def test_truncated_and_non_dicom_files(tmp_path):
+    paths = _write(tmp_path)
+    data = paths[2].read_bytes()
+    paths[2].write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError) as exc:
+        read_image(tmp_path)
+    assert paths[2].name in str(exc.value) and "truncated" in str(exc.value)
+    with pytest.raises(InputError):
+        read_image_series([paths[2]])
+    (tmp_path / "other").mkdir()
+    other = tmp_path / "other" / "notes.txt"
+    other.write_text("not dicom")
+    with pytest.raises(InputError, match="no CT series"):
+        read_image(other)
+
+
+def test_pydicom_ct_sample_parses():
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file("CT_small.dcm")
+    vol = read_image_series([path])
+    ds = dicom_compat.dcmread(path)
+    np.testing.assert_array_equal(vol.array[0], ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept))
+
+
+def test_itk_formats(tmp_path, shared_data):
+    vol = read_image(shared_data / "cranium-ct" / "cranium_ct_hu.nii.gz")
+    assert vol.array.shape == (108, 256, 256)
+    assert vol.geometry.orientation_code() == "RAS"  # direction diag(-1, -1, 1) in LPS
+    shutil.copy(shared_data / "cranium-ct" / "cranium_ct_hu.nii.gz", tmp_path / "x.nii.gz")
+    (tmp_path / "broken.nrrd").write_text("NRRD0004\nnonsense\n")
+    with pytest.raises(InputError, match="broken.nrrd"):
+        read_image(tmp_path / "broken.nrrd")
