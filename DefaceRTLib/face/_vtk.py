@@ -17,6 +17,33 @@ from ..errors import DefaceRTError
 _MODULES = None
 
 
+class RenderingUnavailable(DefaceRTError):
+    """VTK cannot render offscreen here (no EGL/OSMesa build and no display)."""
+
+
+def offscreen_problem() -> str:
+    """Why offscreen rendering cannot work here, or "" if it can.
+
+    VTK >= 9.3 wheels carry EGL and OSMesa window classes; older wheels (e.g.
+    VTK 9.2, Slicer 5.8's version) only render through X and abort the
+    process without a display, so we refuse cleanly instead.
+    """
+    import vtkmodules.vtkRenderingOpenGL2 as gl2
+
+    wanted = os.environ.get("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
+    if wanted != "vtkXOpenGLRenderWindow" and hasattr(gl2, wanted):
+        return ""
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return ""
+    from vtkmodules.vtkCommonCore import vtkVersion
+
+    return (
+        f"VTK {vtkVersion.GetVTKVersion()} has no {wanted} and there is no display: "
+        "install a VTK wheel >= 9.3 (EGL, with libegl1 libegl-mesa0 libgl1-mesa-dri), "
+        "or run under xvfb-run, or render inside Slicer"
+    )
+
+
 def vtk_modules():
     """A namespace with the VTK classes DefaceRTLib.face uses."""
     global _MODULES
@@ -63,3 +90,12 @@ def vtk_modules():
         vtkWindowToImageFilter=vtkWindowToImageFilter,
     )
     return _MODULES
+
+
+def require_offscreen() -> None:
+    """Raise :class:`RenderingUnavailable` (instead of a process abort) when
+    VTK cannot open an offscreen window here."""
+    vtk_modules()
+    problem = offscreen_problem()
+    if problem:
+        raise RenderingUnavailable(problem)

@@ -20,7 +20,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import OutputError
-from ._vtk import vtk_modules
+from ._vtk import require_offscreen, vtk_modules
 from .landmarks import FaceLandmarks
 
 PROJECTIONS = ("perspective", "orthographic")
@@ -105,10 +105,10 @@ def camera_frame(focal: Sequence[float], view: View) -> Tuple[np.ndarray, np.nda
     anterior = np.array([0.0, -1.0, 0.0])
     up = np.array([0.0, 0.0, 1.0])
     # yaw: turn the camera around the superior axis towards the patient's left for positive angles
-    r_yaw = _rotation(up, -view.yaw_deg)
+    r_yaw = _rotation(up, view.yaw_deg)
     to_cam = r_yaw @ anterior
     right = np.cross(-to_cam, up)
-    r_pitch = _rotation(right, view.pitch_deg)
+    r_pitch = _rotation(right, -view.pitch_deg)
     to_cam = r_pitch @ to_cam
     up = r_pitch @ up
     position = focal + view.distance_mm * to_cam
@@ -123,6 +123,7 @@ def render_surface(
     color: Tuple[float, float, float] = (1.0, 1.0, 1.0),
 ) -> Render:
     """Render a skin surface (vtkPolyData, LPS mm) from the front, offscreen."""
+    require_offscreen()
     vtk = vtk_modules()
     view = view or View()
     focal = np.asarray(focal_point if focal_point is not None else landmarks.face_centre(), dtype=float)
