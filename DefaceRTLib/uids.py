@@ -14,6 +14,8 @@ cohort); without one they are random.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from typing import Dict, Optional
 
 from pydicom.dataset import Dataset
@@ -42,6 +44,14 @@ def is_instance_uid_keyword(keyword: str) -> bool:
     return bool(keyword) and not keyword.endswith("ClassUID") and keyword not in NOT_INSTANCE_UIDS
 
 
+def deterministic_uid(uid: str, salt: str) -> str:
+    """A UID under the 2.25 root derived from ``uid`` with a keyed hash
+    (HMAC-SHA256 keyed by ``salt``): the same pair always gives the same UID,
+    and without the salt the original cannot be recovered."""
+    digest = hmac.new(salt.encode("utf-8"), uid.encode("utf-8"), hashlib.sha256).digest()
+    return "2.25." + str(int.from_bytes(digest[:16], "big"))
+
+
 class UIDMap:
     """Original instance UID -> new UID, one-to-one and consistent."""
 
@@ -66,7 +76,7 @@ class UIDMap:
         new = self._map.get(uid)
         if new is None:
             if self.salt is not None:
-                new = generate_uid(prefix=None, entropy_srcs=[self.salt, uid])
+                new = deterministic_uid(uid, self.salt)
             else:
                 new = generate_uid(prefix=None)
             self._map[uid] = new

@@ -1,0 +1,104 @@
+"""RT Structure Set: parsing, even-odd rasterisation, editing and writing back."""
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+
+from DefaceRTLib import dicom_compat
+from DefaceRTLib.geometry import ImageGeometry
+from DefaceRTLib.rtstruct import Contour, StructureSet, polygon_area_mm2, rasterize_contours, rasterize_polygons_2d
+
+
+def circle(cx, cy, z, r, n=400):
+    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    return np.column_stack([cx + r * np.cos(t), cy + r * np.sin(t), np.full(n, z)])
+
+
+def rect(x0, y0, x1, y1, z):
+    return np.array([[x0, y0, z], [x1, y0, z], [x1, y1, z], [x0, y1, z]], float)
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 2.0), (0.7, 1.3, 3.0), (0.4883, 0.4883, 1.25)])
+def test_circle_area_within_one_percent(spacing):
+    g = ImageGeometry((200, 160, 3), spacing, (-40.0, -50.0, 0.0))
+    r = 17.3
+    mask = rasterize_contours([Contour(circle(3.1, -2.7, spacing[2], r))], g)
+    assert mask[0].sum() == 0 and mask[2].sum() == 0
+    area = mask[1].sum() * spacing[0] * spacing[1]
+    assert abs(area - np.pi * r * r) / (np.pi * r * r) < 0.01
+
+
+def test_pixel_centre_even_odd_rule_exact():
+    # a rectangle whose edges fall between pixel centres covers exactly the enclosed centres
+    plane = rasterize_polygons_2d([np.array([[1.5, 0.5], [4.5, 0.5], [4.5, 2.5], [1.5, 2.5]])], (5, 7))
+    expected = np.zeros((5, 7), bool)
+    expected[1:3, 2:5] = True
+    np.testing.assert_array_equal(plane, expected)
+    # holes and overlapping contours combine by XOR
+    outer = np.array([[0.5, 0.5], [6.5, 0.5], [6.5, 4.5], [0.5, 4.5]])
+    inner = np.array([[2.5, 1.5], [4.5, 1.5], [4.5, 3.5], [2.5, 3.5]])
+    plane = rasterize_polygons_2d([outer, inner], (6, 8))
+    assert plane.sum() == 6 * 4 - 2 * 2
+    assert not plane[2, 3] and plane[1, 1]
+
+
+def test_contours_assigned_to_nearest_slice_within_tolerance():
+    g = ImageGeometry((20, 20, 5), (1, 1, 2), (0, 0, 10))  # slices at z = 10, 12, ..., 18
+    mask = rasterize_contours([Contour(rect(2, 2, 8, 8, 12.4)), Contour(rect(2, 2, 8, 8, 20.5))], g)
+    assert mask[1].sum() == 36 and mask.sum() == 36
+    # reversed slice order and a feet-first grid: same patient-space result
+    g2 = ImageGeometry((20, 20, 5), (1, 1, 2), (19, 0, 18), ((-1, 0, 0), (0, 1, 0), (0, 0, -1)))
+    mask2 = rasterize_contours([Contour(rect(2, 2, 8, 8, 12.4))], g2)
+    assert mask2[3].sum() == 36
+    assert mask2[3][2:8, 11:17].all()
+
+
+def test_area_helper():
+    assert polygon_area_mm2(rect(0, 0, 3, 2, 5)) == pytest.approx(6)
+
+
+def _sample():
+    return StructureSet(pydicom.dcmread(get_testdata_file("rtstruct.dcm"), force=True))
+
+
+def test_parse_pydicom_sample():
+    ss = _sample()
+    assert ss.names() == ["patient", "Isocenter 1", "Isocenter 2"]
+    body = ss.roi("PATIENT")
+    assert body.interpreted_type == "EXTERNAL" or body.interpreted_type == ""
+    assert body.contours[0].points.shape[1] == 3
+    ds = ss.dataset
+    first = ds.ROIContourSequence[0].ContourSequence[0]
+    np.testing.assert_allclose(body.contours[0].points.ravel(), [float(v) for v in first.ContourData])
+    assert ss.roi("Isocenter 1").contours[0].geometric_type == "POINT"
+
+
+def test_remove_and_replace_write_back_everything_else(tmp_path):
+    ss = _sample()
+    before = ss.to_dataset()
+    ss.remove_roi("Isocenter 1")
+    new = [Contour(rect(0, 0, 10, 10, 5.0)), Contour(rect(20, 20, 30, 25, 5.0))]
+    ss.replace_contours("patient", new)
+    out = ss.write(tmp_path / "rs.dcm")
+    ds = dicom_compat.dcmread(out)
+    back = StructureSet(ds)
+    assert back.names() == ["patient", "Isocenter 2"]
+    assert len(ds.StructureSetROISequence) == len(ds.ROIContourSequence) == len(ds.RTROIObservationsSequence) == 2
+    assert 2 not in {int(o.ReferencedROINumber) for o in ds.RTROIObservationsSequence}
+    np.testing.assert_allclose(back.roi("patient").contours[1].points, new[1].points)
+    # untouched ROI and top-level attributes identical
+    np.testing.assert_array_equal(back.roi("Isocenter 2").contours[0].points, _sample().roi("Isocenter 2").contours[0].points)
+    for kw in ("StructureSetLabel", "FrameOfReferenceUID", "SOPInstanceUID", "ReferencedFrameOfReferenceSequence"):
+        if kw in before:
+            assert ds.get(kw) == before.get(kw)
+    # the original dataset is never modified
+    assert _sample().names() == StructureSet(ss.dataset).names()
+
+
+def test_shared_rtstructs_parse(shared_data):
+    for path in list((shared_data / "eclipse-prostate-rt").glob("RS*.dcm")) + [shared_data / "dicompyler-example" / "rtss.dcm"]:
+        ss = StructureSet.read(path)
+        assert ss.rois and all(r.name for r in ss.rois)
+        body = ss.roi("BODY")
+        assert body.closed_contours and body.interpreted_type == "EXTERNAL"
