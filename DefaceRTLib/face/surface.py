@@ -148,6 +148,19 @@ def skin_surface(
     a = _check(array, geometry, where)
     if iso_value is None:
         iso_value = auto_iso_value(a)
+    # crop to the voxels above the iso-value (plus the smoothing margin): air costs time
+    above = a > iso_value
+    if not above.any():
+        raise InputError(f"no surface at iso-value {iso_value:g} (value range {a.min()}..{a.max()})", where)
+    margin = int(np.ceil(3 * max(sigma_voxels, 0.0))) + 2
+    lo, hi = [], []
+    for axis in range(3):
+        other = tuple(x for x in range(3) if x != axis)
+        idx = np.where(above.any(axis=other))[0]
+        lo.append(max(int(idx[0]) - margin, 0))
+        hi.append(min(int(idx[-1]) + margin + 1, a.shape[axis]))
+    a = a[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+    geometry = geometry.crop((lo[2], lo[1], lo[0]), (hi[2], hi[1], hi[0]))
     img = _image_data(a.astype(np.float32, copy=False))
     src = img
     if sigma_voxels and sigma_voxels > 0:
