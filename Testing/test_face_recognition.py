@@ -26,9 +26,8 @@ def backend():
 
 
 def _photo_faces():
-    from skimage import data
-
     import matplotlib
+    from skimage import data
 
     astro = data.astronaut()
     gh = cv2.imread(os.path.join(os.path.dirname(matplotlib.__file__), "mpl-data", "sample_data", "grace_hopper.jpg"))
