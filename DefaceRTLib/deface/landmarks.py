@@ -1,0 +1,257 @@
+"""Eye landmarks that define the defacing cut, in LPS millimetres.
+
+Per eye ROI (:class:`EyeLandmark`): the area-weighted centroid of its
+transverse contours, its inferior-most and superior-most contour planes
+(LPS z), and its antero-posterior extent (LPS y; anterior is -y).
+
+The cut (:class:`Landmarks`) follows the published method
+(github.com/kildealab/defaceRT, ``get_eye_contours``):
+
+* **eye plane** ``z_cut``: the inferior-most contour plane of all eye ROIs;
+* **antero-posterior centre** ``y_cut`` (the *reference definition*): the
+  *middle plane* is the eye contour plane nearest to ``z_mid``, the mean over
+  eyes of each eye's mean contour-plane z. On that plane, take every contour
+  point of every eye (an eye without a contour on that plane contributes its
+  own plane nearest to ``z_mid``); ``y_cut`` is the midpoint of their
+  antero-posterior extent, ``(min y + max y) / 2``.
+
+One eye is enough. Without eye contours, manual eye centres (LPS mm) can be
+given; each is treated as a sphere of radius ``eye_radius_mm`` (default
+12 mm, an adult globe), so ``z_cut = min(z) - r`` and ``y_cut`` is the
+midpoint of the spheres' antero-posterior extent, which is what the
+reference definition gives for spherical eyes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..errors import LandmarkError
+from ..geometry import ImageGeometry
+from ..rtstruct import ROI, StructureSet, polygon_area_mm2
+from .keywords import KeywordRules
+
+DEFAULT_EYE_RADIUS_MM = 12.0
+#: contours closer than this (mm) along z are on the same plane
+PLANE_TOLERANCE_MM = 0.01
+
+
+@dataclass
+class EyeLandmark:
+    """One eye. Coordinates are LPS mm."""
+
+    name: str
+    centroid: Tuple[float, float, float]
+    inferior_z: float
+    superior_z: float
+    anterior_y: float
+    posterior_y: float
+    planes: List[float] = field(default_factory=list)
+    points_by_plane: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def mean_plane_z(self) -> float:
+        return float(np.mean(self.planes)) if self.planes else float(self.centroid[2])
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "centroid_lps_mm": [round(v, 3) for v in self.centroid],
+            "inferior_plane_z_mm": round(self.inferior_z, 3),
+            "superior_plane_z_mm": round(self.superior_z, 3),
+            "anterior_y_mm": round(self.anterior_y, 3),
+            "posterior_y_mm": round(self.posterior_y, 3),
+            "number_of_planes": len(self.planes),
+        }
+
+
+@dataclass
+class Landmarks:
+    """The two numbers the cut is made of, and where they come from."""
+
+    eyes: List[EyeLandmark]
+    z_cut: float
+    y_cut: float
+    middle_plane_z: float
+    source: str  # "contours" or "manual"
+
+    def to_dict(self) -> dict:
+        return {
+            "source": self.source,
+            "eyes": [e.to_dict() for e in self.eyes],
+            "eye_plane_z_mm": round(self.z_cut, 3),
+            "anteroposterior_centre_y_mm": round(self.y_cut, 3),
+            "middle_plane_z_mm": round(self.middle_plane_z, 3),
+        }
+
+
+def eye_landmark(roi: ROI) -> EyeLandmark:
+    """Landmark of one eye ROI from its closed planar (transverse) contours."""
+    contours = roi.closed_contours
+    if not contours:
+        raise LandmarkError(f"eye ROI {roi.name!r} has no contours")
+    by_plane: dict = {}
+    weighted = np.zeros(3)
+    total = 0.0
+    for c in contours:
+        p = np.asarray(c.points, dtype=float)
+        if np.ptp(p[:, 2]) > 0.05:
+            raise LandmarkError(f"eye ROI {roi.name!r} has a contour that is not transverse (constant z)")
+        z = float(p[:, 2].mean())
+        key = _plane_key(by_plane, z)
+        by_plane.setdefault(key, []).append(p)
+        a = polygon_area_mm2(p)
+        weighted += a * _polygon_centroid(p)
+        total += a
+    allp = np.concatenate([np.concatenate(v) for v in by_plane.values()])
+    centroid = weighted / total if total > 0 else allp.mean(axis=0)
+    planes = sorted(by_plane)
+    return EyeLandmark(
+        name=roi.name,
+        centroid=tuple(float(v) for v in centroid),
+        inferior_z=float(planes[0]),
+        superior_z=float(planes[-1]),
+        anterior_y=float(allp[:, 1].min()),
+        posterior_y=float(allp[:, 1].max()),
+        planes=[float(z) for z in planes],
+        points_by_plane={z: np.concatenate(v) for z, v in by_plane.items()},
+    )
+
+
+def _plane_key(existing: dict, z: float) -> float:
+    for key in existing:
+        if abs(key - z) <= PLANE_TOLERANCE_MM:
+            return key
+    return z
+
+
+def _polygon_centroid(p: np.ndarray) -> np.ndarray:
+    """Area centroid of a transverse polygon (falls back to the vertex mean)."""
+    x, y = p[:, 0], p[:, 1]
+    x1, y1 = np.roll(x, -1), np.roll(y, -1)
+    cross = x * y1 - x1 * y
+    a = cross.sum() / 2.0
+    if abs(a) < 1e-9:
+        return p.mean(axis=0)
+    cx = ((x + x1) * cross).sum() / (6 * a)
+    cy = ((y + y1) * cross).sum() / (6 * a)
+    return np.array([cx, cy, p[:, 2].mean()])
+
+
+def landmarks_from_eyes(eyes: Sequence[EyeLandmark]) -> Landmarks:
+    """The reference cut from one or more eye landmarks (see the module docstring)."""
+    if not eyes:
+        raise LandmarkError("no eye landmarks")
+    z_mid = float(np.mean([e.mean_plane_z for e in eyes]))
+    all_planes = sorted({z for e in eyes for z in e.planes})
+    middle = min(all_planes, key=lambda z: (abs(z - z_mid), z))
+    ys = []
+    for e in eyes:
+        near = min(e.planes, key=lambda z: (abs(z - middle), abs(z - z_mid), z))
+        if abs(near - middle) > PLANE_TOLERANCE_MM:
+            near = min(e.planes, key=lambda z: (abs(z - z_mid), z))
+        ys.append(e.points_by_plane[near][:, 1])
+    y = np.concatenate(ys)
+    return Landmarks(
+        eyes=list(eyes),
+        z_cut=float(min(e.inferior_z for e in eyes)),
+        y_cut=float((y.min() + y.max()) / 2.0),
+        middle_plane_z=float(middle),
+        source="contours",
+    )
+
+
+def manual_landmarks(centres: Sequence[Sequence[float]], eye_radius_mm: float = DEFAULT_EYE_RADIUS_MM) -> Landmarks:
+    """Landmarks from manual eye centres (LPS mm), each a sphere of ``eye_radius_mm``."""
+    if not centres:
+        raise LandmarkError("no manual eye centre given")
+    if eye_radius_mm < 0:
+        raise LandmarkError(f"eye radius must not be negative, got {eye_radius_mm}")
+    r = float(eye_radius_mm)
+    eyes = []
+    for n, c in enumerate(centres):
+        c = [float(v) for v in c]
+        if len(c) != 3 or not np.all(np.isfinite(c)):
+            raise LandmarkError(f"manual eye centre must be three finite numbers X,Y,Z (LPS mm), got {c}")
+        eyes.append(
+            EyeLandmark(
+                name=f"manual eye {n + 1}",
+                centroid=tuple(c),
+                inferior_z=c[2] - r,
+                superior_z=c[2] + r,
+                anterior_y=c[1] - r,
+                posterior_y=c[1] + r,
+                planes=[c[2]],
+                points_by_plane={c[2]: np.array([[c[0], c[1] - r, c[2]], [c[0], c[1] + r, c[2]]])},
+            )
+        )
+    ys = np.array([[e.anterior_y, e.posterior_y] for e in eyes])
+    return Landmarks(
+        eyes=eyes,
+        z_cut=float(min(e.inferior_z for e in eyes)),
+        y_cut=float((ys.min() + ys.max()) / 2.0),
+        middle_plane_z=float(np.mean([e.centroid[2] for e in eyes])),
+        source="manual",
+    )
+
+
+def find_landmarks(
+    structure_set: Optional[StructureSet],
+    geometry: ImageGeometry,
+    rules: Optional[KeywordRules] = None,
+    manual_centres: Optional[Sequence[Sequence[float]]] = None,
+    eye_radius_mm: float = DEFAULT_EYE_RADIUS_MM,
+    where: Optional[str] = None,
+) -> Landmarks:
+    """Eye landmarks for a study: manual centres if given, else the eye ROIs.
+
+    Raises :class:`LandmarkError` (naming ``where``) when no eye ROI is found
+    (listing the ROI names that exist), when every eye ROI is empty, or when
+    the eyes lie outside the CT grid ``geometry``. Empty eye ROIs next to a
+    contoured one are skipped.
+    """
+    rules = rules or KeywordRules()
+    if manual_centres:
+        lm = manual_landmarks(manual_centres, eye_radius_mm)
+    else:
+        if structure_set is None:
+            raise LandmarkError("no RT Structure Set and no manual eye centre (--eye-center X,Y,Z)", where)
+        names = structure_set.names()
+        eye_rois = [structure_set.roi(n) for n in rules.eyes(names)]
+        if not eye_rois:
+            found = ", ".join(repr(n) for n in names) or "none"
+            raise LandmarkError(
+                f"no eye ROI found (names containing {', '.join(rules.eye)}; ROIs found: {found}); "
+                "give the eye centre with --eye-center X,Y,Z (LPS mm)",
+                where,
+            )
+        usable = [r for r in eye_rois if not r.is_empty]
+        if not usable:
+            raise LandmarkError(
+                "eye ROI " + ", ".join(repr(r.name) for r in eye_rois) + " has no contours; "
+                "give the eye centre with --eye-center X,Y,Z (LPS mm)",
+                where,
+            )
+        try:
+            lm = landmarks_from_eyes([eye_landmark(r) for r in usable])
+        except LandmarkError as exc:
+            raise LandmarkError(exc.message, where) from exc
+    check_inside(lm, geometry, where)
+    return lm
+
+
+def check_inside(landmarks: Landmarks, geometry: ImageGeometry, where: Optional[str] = None) -> None:
+    """Raise :class:`LandmarkError` if an eye centroid lies outside the CT grid."""
+    lo, hi = geometry.bounds_lps()
+    for e in landmarks.eyes:
+        c = np.asarray(e.centroid)
+        if np.any(c < lo - 1e-3) or np.any(c > hi + 1e-3):
+            raise LandmarkError(
+                f"eye {e.name!r} at LPS ({c[0]:.1f}, {c[1]:.1f}, {c[2]:.1f}) mm lies outside the CT "
+                f"(which covers x {lo[0]:.1f}..{hi[0]:.1f}, y {lo[1]:.1f}..{hi[1]:.1f}, z {lo[2]:.1f}..{hi[2]:.1f} mm); "
+                "is the structure set from another CT?",
+                where,
+            )

@@ -1,0 +1,581 @@
+"""Deface one study in memory, or every study of a folder tree on disk.
+
+:func:`deface_study` takes an :class:`~DefaceRTLib.study.RTStudy` and returns
+a :class:`DefaceResult` (the defaced study, the removed-region masks, the
+landmarks and a JSON-friendly summary) without touching any file.
+
+:func:`deface_path` reads one patient folder or a whole tree, defaces every
+study, optionally de-identifies the headers (:mod:`DefaceRTLib.deidentify`),
+writes one output folder per study (atomically: nothing half-written), the
+removed-region labelmap (NRRD), a JSON summary and a QA figure, and then
+verifies what it wrote (:mod:`.verify`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+from ..errors import DefaceRTError, InputError, OutputError
+from ..rtstruct import ROI
+from ..study import RTStudy, atomic_output, check_output_location, load_study_entry, write_study
+from ..uids import UIDMap
+from .ct import air_values, deface_image
+from .dose import deface_dose
+from .keywords import KeywordRules
+from .landmarks import DEFAULT_EYE_RADIUS_MM, Landmarks, find_landmarks
+from .region import CutRegion, Margins, RegionMask, removed_mask
+from .structures import StructureEdits, deface_structure_set
+
+PathLike = Union[str, Path]
+
+#: sub-folder of each study output holding the non-DICOM outputs
+EXTRAS_DIR = "defacert"
+MASK_NAME = "removed_region.nrrd"
+SUMMARY_NAME = "deface_summary.json"
+QA_NAME = "deface_qa.png"
+
+
+@dataclass
+class DefaceOptions:
+    """Everything that changes what is removed or written.
+
+    ``deidentification`` (a :class:`DefaceRTLib.deidentify.DeidentificationOptions`)
+    switches header de-identification on; ``pseudonym_map_path`` is where the
+    pseudonym CSV goes (outside the output tree; default beside it).
+    """
+
+    rules: KeywordRules = field(default_factory=KeywordRules)
+    margins: Margins = field(default_factory=Margins)
+    manual_eye_centres: List[Tuple[float, float, float]] = field(default_factory=list)
+    eye_radius_mm: float = DEFAULT_EYE_RADIUS_MM
+    deidentification: Optional[object] = None
+    pseudonym_map_path: Optional[Path] = None
+    write_mask: bool = True
+    write_qa_figure: bool = True
+    uid_salt: Optional[str] = None
+
+    def to_dict(self) -> dict:
+        return {
+            "keywords": self.rules.to_dict(),
+            "margins_mm": {"inferior": self.margins.inferior_mm, "posterior": self.margins.posterior_mm},
+            "manual_eye_centres_lps_mm": [list(c) for c in self.manual_eye_centres],
+            "eye_radius_mm": self.eye_radius_mm,
+            "deidentified": self.deidentification is not None,
+        }
+
+
+@dataclass
+class DefaceResult:
+    """A defaced study in memory and what was done to it."""
+
+    original: RTStudy
+    defaced: RTStudy
+    landmarks: Landmarks
+    region: CutRegion
+    image_mask: RegionMask
+    other_image_masks: List[RegionMask]
+    dose_masks: List[RegionMask]
+    structure_edits: Optional[StructureEdits]
+    kept_roi_names: List[str]
+    summary: dict
+    timings: Dict[str, float] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------ checks
+def check_study(study: RTStudy) -> None:
+    """Refuse studies whose objects do not belong together (error names the file)."""
+    image = study.image
+    ss = study.structure_set
+    if ss is not None:
+        where = ss.path or "RT Structure Set"
+        for_uid = ss.frame_of_reference_uid
+        if for_uid and image.frame_of_reference_uid and for_uid != image.frame_of_reference_uid:
+            raise InputError(
+                f"structure set is in frame of reference {for_uid}, not in the CT's {image.frame_of_reference_uid}: "
+                "it belongs to another CT",
+                where,
+            )
+        series = ss.referenced_series_uids
+        if series and image.series_instance_uid and image.series_instance_uid not in series:
+            raise InputError(
+                f"structure set was drawn on series {', '.join(series)}, not on the CT series {image.series_instance_uid}",
+                where,
+            )
+    for dose in study.doses:
+        where = dose.path or "RT Dose"
+        if dose.frame_of_reference_uid and image.frame_of_reference_uid and dose.frame_of_reference_uid != image.frame_of_reference_uid:
+            raise InputError(
+                f"dose is in frame of reference {dose.frame_of_reference_uid}, not in the CT's {image.frame_of_reference_uid}",
+                where,
+            )
+        if not dose.geometry.overlaps(image.geometry):
+            lo, hi = dose.geometry.bounds_lps()
+            clo, chi = image.geometry.bounds_lps()
+            raise InputError(
+                f"dose grid (LPS {np.round(lo, 1).tolist()} to {np.round(hi, 1).tolist()} mm) does not overlap the CT "
+                f"({np.round(clo, 1).tolist()} to {np.round(chi, 1).tolist()} mm)",
+                where,
+            )
+
+
+def ptv_positions(rois: Sequence[ROI], region: CutRegion, rules: KeywordRules) -> Dict[str, str]:
+    """Where each PTV lies relative to the removed region:
+    ``entirely below`` (all planes inferior to the eye plane), ``same planes
+    without overlap`` (shares planes but lies entirely posterior to the
+    coronal plane) or ``overlapping`` (part of it is in the analytic region,
+    where it was kept)."""
+    from shapely.geometry import Polygon, box
+
+    out = {}
+    for roi in rois:
+        if not rules.is_ptv(roi.name) or roi.is_empty:
+            continue
+        affected = [c for c in roi.closed_contours if c.points[:, 2].mean() >= region.z_cut - 1e-3]
+        if not affected:
+            out[roi.name] = "entirely below"
+            continue
+        overlap = False
+        for c in affected:
+            p = c.points
+            if np.any(p[:, 1] < region.y_cut):
+                poly = Polygon(p[:, :2]).buffer(0)
+                half = box(float(p[:, 0].min()) - 1, float(p[:, 1].min()) - 1, float(p[:, 0].max()) + 1, region.y_cut)
+                if poly.intersection(half).area > 1e-6:
+                    overlap = True
+                    break
+        out[roi.name] = "overlapping" if overlap else "same planes without overlap"
+    return out
+
+
+# ------------------------------------------------------------- in memory
+def deface_study(study: RTStudy, options: Optional[DefaceOptions] = None, where: Optional[str] = None) -> DefaceResult:
+    """Deface ``study`` in memory (the input objects are not modified).
+
+    Raises :class:`~DefaceRTLib.errors.InputError` (or its
+    :class:`~DefaceRTLib.errors.LandmarkError` subclass) for unusable input.
+    """
+    options = options or DefaceOptions()
+    rules = options.rules
+    where = where or (str(study.source) if study.source else None)
+    t0 = time.perf_counter()
+    timings: Dict[str, float] = {}
+    check_study(study)
+    ss = study.structure_set
+    landmarks = find_landmarks(
+        ss, study.image.geometry, rules, options.manual_eye_centres, options.eye_radius_mm, where=where
+    )
+    region = CutRegion.from_landmarks(landmarks, options.margins)
+    kept_rois = [ss.roi(n) for n in rules.kept(ss.names())] if ss is not None else []
+    timings["landmarks_s"] = time.perf_counter() - t0
+
+    t = time.perf_counter()
+    image_mask = removed_mask(study.image.geometry, region, kept_rois)
+    image = deface_image(study.image, image_mask)
+    other_masks, others = [], []
+    for other in study.other_images:
+        m = removed_mask(other.geometry, region, kept_rois)
+        other_masks.append(m)
+        others.append(deface_image(other, m))
+    timings["images_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    new_ss, edits = (None, None)
+    if ss is not None:
+        new_ss, edits = deface_structure_set(ss, region, rules, study.image.geometry)
+    timings["structures_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    doses, dose_masks = [], []
+    for dose in study.doses:
+        d, m = deface_dose(dose, region, kept_rois)
+        doses.append(d)
+        dose_masks.append(m)
+    timings["dose_s"] = time.perf_counter() - t
+
+    defaced = RTStudy(image, new_ss, doses, list(study.plans), others, source=study.source)
+    result = DefaceResult(
+        original=study,
+        defaced=defaced,
+        landmarks=landmarks,
+        region=region,
+        image_mask=image_mask,
+        other_image_masks=other_masks,
+        dose_masks=dose_masks,
+        structure_edits=edits,
+        kept_roi_names=[r.name for r in kept_rois],
+        summary={},
+        timings=timings,
+    )
+    timings["deface_total_s"] = time.perf_counter() - t0
+    result.summary = build_summary(result, options)
+    return result
+
+
+def build_summary(result: DefaceResult, options: DefaceOptions) -> dict:
+    study = result.original
+    ss = study.structure_set
+    air = air_values(study.image)
+    doses = []
+    for orig, mask in zip(study.doses, result.dose_masks):
+        removed_dose = orig.array[mask.mask] if mask.removed_count else np.zeros(0)
+        doses.append(
+            {
+                "grid": orig.geometry.to_dict(),
+                "removed_voxels": mask.removed_count,
+                "voxels_in_cut_region": mask.analytic_count,
+                "max_removed_dose": float(removed_dose.max()) if removed_dose.size else 0.0,
+                "units": orig.units,
+            }
+        )
+    return {
+        "defacert_method": "eye-landmark, PTV-preserving (docs/deface-method.md)",
+        "landmarks": result.landmarks.to_dict(),
+        "cut": result.region.to_dict(),
+        "options": options.to_dict(),
+        "image": {
+            "grid": study.image.geometry.to_dict(),
+            "removed_voxels": result.image_mask.removed_count,
+            "voxels_in_cut_region": result.image_mask.analytic_count,
+            "kept_voxels_in_cut_region": result.image_mask.analytic_count - result.image_mask.removed_count,
+            "air_value_hu": float(air.max()) if air.size else -1000.0,
+        },
+        "other_images": [
+            {"modality": o.modality, "removed_voxels": m.removed_count}
+            for o, m in zip(study.other_images, result.other_image_masks)
+        ],
+        "doses": doses,
+        "structures": result.structure_edits.to_dict() if result.structure_edits else None,
+        "ptv_position": ptv_positions(ss.rois, result.region, options.rules) if ss is not None else {},
+        "timings_s": {k: round(v, 4) for k, v in result.timings.items()},
+    }
+
+
+# ----------------------------------------------------------------- files
+def write_result(
+    result: DefaceResult,
+    folder: Path,
+    options: DefaceOptions,
+    uid_map: Optional[UIDMap] = None,
+    finalize: Optional[Callable[[Dataset], None]] = None,
+) -> Dict[str, List[Path]]:
+    """Write the defaced DICOM objects and the extras into the existing ``folder``."""
+    t = time.perf_counter()
+    written = write_study(result.defaced, folder, uid_map=uid_map, finalize=finalize)
+    result.timings["write_dicom_s"] = time.perf_counter() - t
+    extras = folder / EXTRAS_DIR
+    extras.mkdir(exist_ok=True)
+    if options.write_mask:
+        t = time.perf_counter()
+        import SimpleITK as sitk
+
+        img = result.defaced.image.geometry.to_sitk(result.image_mask.mask.astype(np.uint8))
+        sitk.WriteImage(img, str(extras / MASK_NAME), True)
+        written["mask"] = [extras / MASK_NAME]
+        result.timings["write_mask_s"] = time.perf_counter() - t
+    if options.write_qa_figure:
+        t = time.perf_counter()
+        from .qa import qa_figure
+
+        qa_figure(result, extras / QA_NAME)
+        written["qa"] = [extras / QA_NAME]
+        result.timings["qa_figure_s"] = time.perf_counter() - t
+    return written
+
+
+def write_summary(summary: dict, folder: Path) -> Path:
+    path = folder / EXTRAS_DIR / SUMMARY_NAME
+    path.parent.mkdir(exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(summary, f, indent=2, default=_json_default)
+    return path
+
+
+def _json_default(obj):
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    return str(obj)
+
+
+# ------------------------------------------------------------------ trees
+@dataclass
+class StudyOutcome:
+    """What happened to one study of a run."""
+
+    source: str
+    output: Optional[str]
+    status: str  # "ok", "input error", "verification failed", "dry run"
+    message: str = ""
+    summary: Optional[dict] = None
+
+
+@dataclass
+class RunReport:
+    outcomes: List[StudyOutcome] = field(default_factory=list)
+    pseudonym_map: Optional[str] = None
+
+    @property
+    def ok(self) -> bool:
+        return all(o.status in ("ok", "dry run") for o in self.outcomes)
+
+    def count(self, status: str) -> int:
+        return sum(1 for o in self.outcomes if o.status == status)
+
+
+def file_signatures(paths: Sequence[Path]) -> Dict[str, Tuple[int, int]]:
+    """(size, mtime_ns) of each file: a cheap check that the input was not touched."""
+    out = {}
+    for p in paths:
+        st = os.stat(p)
+        out[str(p)] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+def _study_files(entry) -> List[Path]:
+    files = [p for s in entry.series for p in s.paths]
+    files += [o.path for o in entry.rt_objects()]
+    return files
+
+
+def _relative_output(entry, root: Path) -> Path:
+    files = _study_files(entry)
+    common = Path(os.path.commonpath([str(p.parent.resolve()) for p in files]))
+    try:
+        rel = common.relative_to(root.resolve())
+    except ValueError:
+        rel = Path(entry.uid)
+    # the folder of an image series is usually one level below the study folder
+    if len(entry.series) == 1 and not entry.rt_objects() and rel.parts:
+        rel = rel.parent
+    return rel
+
+
+def deface_path(
+    input_path: PathLike,
+    output_path: PathLike,
+    options: Optional[DefaceOptions] = None,
+    overwrite: bool = False,
+    dry_run: bool = False,
+    progress: Optional[Callable[[int, int, str], None]] = None,
+) -> RunReport:
+    """Deface every study below ``input_path`` into ``output_path``.
+
+    One study: its output is ``output_path`` itself. Several: one sub-folder
+    per study, mirroring the input tree (named by pseudonym and study number
+    instead when de-identifying, since folder names often carry the patient's
+    name). Input errors of single studies are reported and skipped; when no
+    study could be defaced the first error is raised and nothing is written.
+    Studies that fail verification are removed from the output.
+    """
+    from ..index import index_folder
+    from .verify import verify_written
+
+    options = options or DefaceOptions()
+    input_path = Path(input_path)
+    output_path = Path(output_path)
+    if not input_path.exists():
+        raise InputError("no such file or folder", input_path)
+    if not dry_run:
+        check_output_location(output_path, [input_path], overwrite)
+    index = index_folder(input_path if input_path.is_dir() else input_path.parent)
+    entries = [s for s in index.studies() if s.series]
+    if not entries:
+        raise InputError("no image series (CT/MR) found", input_path)
+    report = RunReport()
+    deid = options.deidentification
+    pseudonyms = None
+    map_path = None
+    if deid is not None and not dry_run:
+        from ..deidentify import PseudonymMap
+
+        map_path = Path(options.pseudonym_map_path or output_path.parent / f"{output_path.name}-pseudonyms.csv")
+        _check_map_location(map_path, output_path, input_path)
+        pseudonyms = PseudonymMap.load(map_path, prefix=deid.pseudonym_prefix, salt=deid.salt)
+        report.pseudonym_map = str(map_path)
+    total = len(entries)
+    single = total == 1
+
+    def run_all(tmp: Optional[Path]) -> None:
+        used: set = set()
+        for n, entry in enumerate(entries):
+            if progress:
+                progress(n, total, f"study {n + 1}/{total}")
+            files = _study_files(entry)
+            source = os.path.commonpath([str(p.parent) for p in files])
+            before = file_signatures(files)
+            try:
+                t0 = time.perf_counter()
+                study = load_study_entry(entry, index)
+                read_s = time.perf_counter() - t0
+                result = deface_study(study, options, where=source)
+                result.timings["read_s"] = read_s
+            except DefaceRTError as exc:
+                if isinstance(exc, OutputError):
+                    raise
+                report.outcomes.append(StudyOutcome(source, None, "input error", str(exc)))
+                continue
+            if dry_run or tmp is None:
+                report.outcomes.append(StudyOutcome(source, None, "dry run", "", result.summary))
+                continue
+            pseudonym = pseudonyms.for_dataset(study.image.datasets[0]) if pseudonyms is not None and study.image.datasets else None
+            if single:
+                rel = Path(".")
+            elif pseudonym is not None:
+                rel = Path(pseudonym.patient_id) / f"study_{n + 1:03d}"
+            else:
+                rel = _relative_output(entry, index.root)
+            base, k = rel, 1
+            while str(rel) in used:
+                k += 1
+                rel = base.parent / f"{base.name}_{k}"
+            used.add(str(rel))
+            folder = tmp / rel
+            folder.mkdir(parents=True, exist_ok=True)
+            try:
+                outcome = _write_and_verify(result, study, folder, options, pseudonym, source, rel, verify_written)
+            except BaseException:
+                _remove_study_output(folder, tmp)
+                raise
+            after = file_signatures(files)
+            if after != before:
+                outcome.status = "verification failed"
+                outcome.message = "input files changed during the run"
+            if outcome.status != "ok":
+                _remove_study_output(folder, tmp)
+                outcome.output = None
+            report.outcomes.append(outcome)
+        if progress:
+            progress(total, total, "done")
+
+    if dry_run:
+        run_all(None)
+        return report
+    with atomic_output(output_path, [input_path], overwrite) as tmp:
+        run_all(tmp)
+        if not any(o.status == "ok" for o in report.outcomes):
+            first = report.outcomes[0] if report.outcomes else None
+            if first is not None and first.status == "input error":
+                raise _reraise(first.message)
+            if first is not None:
+                # verification failed everywhere: keep nothing that looks valid
+                raise VerificationError(f"verification failed: {first.message}", first.source)
+        _write_run_report(report, tmp, deid is not None)
+        if pseudonyms is not None and map_path is not None:
+            pseudonyms.save(map_path, output_root=output_path)
+    return report
+
+
+class VerificationError(DefaceRTError):
+    """The written output did not pass self-verification (nothing was kept)."""
+
+
+def _reraise(message: str) -> InputError:
+    return InputError(message)
+
+
+def _remove_study_output(folder: Path, tmp: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True) if folder == tmp else None
+    # remove now-empty parents below tmp
+    p = folder.parent
+    while p != tmp and tmp in p.parents:
+        try:
+            p.rmdir()
+        except OSError:
+            break
+        p = p.parent
+
+
+def _check_map_location(map_path: Path, output: Path, input_path: Path) -> None:
+    def within(a: Path, b: Path) -> bool:
+        try:
+            a.resolve().relative_to(b.resolve())
+            return True
+        except ValueError:
+            return False
+
+    if within(map_path, output):
+        raise OutputError("the pseudonym map must be written outside the output folder", map_path)
+    if within(map_path, input_path if input_path.is_dir() else input_path.parent):
+        raise OutputError("the pseudonym map must not be written into the input folder", map_path)
+
+
+def _write_and_verify(result, study, folder, options, pseudonym, source, rel, verify_written) -> StudyOutcome:
+    deid = options.deidentification
+    finalize = None
+    if deid is not None and pseudonym is not None:
+        from ..deidentify import deidentify_dataset
+
+        def finalize(ds: Dataset) -> None:
+            deidentify_dataset(ds, deid, pseudonym)
+
+    uid_map = UIDMap(salt=options.uid_salt)
+    t = time.perf_counter()
+    written = write_result(result, folder, options, uid_map=uid_map, finalize=finalize)
+    result.timings["write_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    verification = verify_written(result, written, options, deidentified=deid is not None)
+    result.timings["verify_s"] = time.perf_counter() - t
+    summary = dict(result.summary)
+    summary["timings_s"] = {k: round(v, 4) for k, v in result.timings.items()}
+    summary["verification"] = verification.to_dict()
+    if deid is not None:
+        summary["source"] = None
+        summary["patient"] = pseudonym.patient_id if pseudonym else None
+    else:
+        summary["source"] = source
+    write_summary(summary, folder)
+    status = "ok" if verification.passed else "verification failed"
+    return StudyOutcome(
+        source if deid is None else f"study {rel}",
+        str(rel),
+        status,
+        "; ".join(verification.failures()),
+        summary,
+    )
+
+
+def _write_run_report(report: RunReport, folder: Path, deidentified: bool) -> None:
+    if len(report.outcomes) <= 1:
+        return
+    rows = []
+    for o in report.outcomes:
+        rows.append(
+            {
+                "source": None if deidentified else o.source,
+                "output": o.output,
+                "status": o.status,
+                # messages name input files, whose paths may carry the patient's name
+                "message": o.status if deidentified else o.message,
+            }
+        )
+    with open(folder / "defacert_run.json", "w", encoding="utf-8") as f:
+        json.dump({"studies": rows}, f, indent=2)
+
+
+__all__ = [
+    "DefaceOptions",
+    "DefaceResult",
+    "RunReport",
+    "StudyOutcome",
+    "VerificationError",
+    "check_study",
+    "deface_path",
+    "deface_study",
+    "ptv_positions",
+    "write_result",
+]

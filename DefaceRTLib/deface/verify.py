@@ -1,0 +1,252 @@
+"""Self-verification of a written defaced study (always on).
+
+Re-reads what was written and checks, independently of the in-memory result:
+
+* ``image_air``: every voxel of the removed region (recomputed from the cut
+  planes and the kept ROIs of the *written* structure set) is at most
+  -900 HU;
+* ``image_unchanged``: every other voxel, kept-structure voxels included,
+  is identical to the input;
+* ``no_removed_rois``: no eye, lens or cornea ROI remains;
+* ``kept_rois_untouched``: kept ROIs have exactly their input contours;
+* ``no_vertex_in_region``: no vertex of a non-kept ROI lies in the removed
+  region (more than :data:`VERTEX_TOLERANCE_MM` anterior to the coronal
+  plane and outside every kept polygon of its plane);
+* ``dose_zeroed`` / ``dose_unchanged``: the dose is 0 in the dose grid's
+  removed region and identical elsewhere (PTV voxels included);
+* ``references``: the written folder indexes as one study whose structure
+  set links to the written image series, every contour image reference
+  resolves, and every object shares one frame of reference; references to
+  plans and structure sets resolve where the input had them;
+* ``deidentified`` (when de-identifying): Patient Identity Removed is YES,
+  no private attribute and no identifying string of the input survived.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from .. import dicom_compat
+from ..image import read_image_series
+from ..rtdose import DoseVolume
+from ..rtstruct import StructureSet
+from .dose import dose_removed_mask
+from .region import removed_mask
+from .structures import PlaneIndex, contour_z, kept_polygons_by_plane
+
+#: the removed region must be at most this (HU) in the written image
+AIR_THRESHOLD_HU = -900.0
+#: contour vertices within this distance (mm) of the cut or of a kept polygon are on the boundary
+VERTEX_TOLERANCE_MM = 0.01
+
+
+@dataclass
+class Check:
+    name: str
+    passed: bool
+    detail: str = ""
+
+
+@dataclass
+class VerificationReport:
+    checks: List[Check] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    def add(self, name: str, passed: bool, detail: str = "") -> None:
+        self.checks.append(Check(name, bool(passed), detail))
+
+    def failures(self) -> List[str]:
+        return [f"{c.name}: {c.detail}" for c in self.checks if not c.passed]
+
+    def to_dict(self) -> dict:
+        return {"passed": self.passed, "checks": [{"name": c.name, "passed": c.passed, "detail": c.detail} for c in self.checks]}
+
+
+def verify_written(result, written: Dict[str, List[Path]], options, deidentified: bool = False) -> VerificationReport:
+    """Verify the files ``written`` for ``result`` (see the module docstring)."""
+    report = VerificationReport()
+    rules = options.rules
+    region = result.region
+    original = result.original
+
+    # ---------------------------------------------------------- structures
+    ss_out: Optional[StructureSet] = None
+    kept_rois = []
+    if written.get("rtstruct"):
+        ss_out = StructureSet.read(written["rtstruct"][0])
+        names = ss_out.names()
+        kept_rois = [ss_out.roi(n) for n in rules.kept(names)]
+        left = rules.removed(names)
+        report.add("no_removed_rois", not left, f"still present: {left}" if left else f"{len(names)} ROIs remain")
+        _check_kept_untouched(report, original.structure_set, ss_out, rules)
+        _check_vertices(report, ss_out, region, rules, original.image.geometry)
+
+    # --------------------------------------------------------------- image
+    image = read_image_series(written["image"])
+    _check_image(report, "image", image, original.image, region, kept_rois)
+    for n, other in enumerate(original.other_images):
+        paths = [p for p in written.get("other_images", []) if p.parent.name == f"{other.modality or 'IMAGE'}_{n + 1}"]
+        if paths:
+            _check_image(report, f"other_image_{n + 1}", read_image_series(paths), other, region, kept_rois)
+
+    # ---------------------------------------------------------------- dose
+    for n, (path, orig) in enumerate(zip(written.get("rtdose", []), original.doses)):
+        out = DoseVolume.read(path)
+        tag = f"dose_{n + 1}" if len(original.doses) > 1 else "dose"
+        if not out.geometry.same_grid(orig.geometry):
+            report.add(f"{tag}_grid", False, "written dose grid differs from the input grid")
+            continue
+        m = dose_removed_mask(out, region, kept_rois)
+        vals = out.array[m.mask]
+        report.add(f"{tag}_zeroed", not np.any(vals != 0), f"{m.removed_count} voxels zeroed, max left {float(vals.max()) if vals.size else 0.0:.4g}")
+        tol = 1e-6 * max(1.0, float(np.abs(orig.array).max()))
+        diff = np.abs(out.array - orig.array) > tol
+        bad = int(np.count_nonzero(diff & ~m.mask))
+        report.add(f"{tag}_unchanged", bad == 0, f"{bad} voxels outside the removed region changed")
+
+    # ---------------------------------------------------------- references
+    _check_references(report, written, original)
+
+    if deidentified:
+        _check_deidentified(report, written, original, image)
+    return report
+
+
+def _check_image(report, tag, image, orig, region, kept_rois) -> None:
+    if not image.geometry.same_grid(orig.geometry):
+        report.add(f"{tag}_grid", False, "written grid differs from the input grid")
+        return
+    m = removed_mask(image.geometry, region, kept_rois)
+    if m.box is not None:
+        sub = image.array[m.box][m.mask[m.box]]
+        worst = float(sub.max()) if sub.size else -1000.0
+        report.add(f"{tag}_air", worst <= AIR_THRESHOLD_HU, f"{sub.size} removed voxels, highest {worst:.1f} HU")
+    else:
+        report.add(f"{tag}_air", True, "the cut region misses the image")
+    changed = image.array != orig.array
+    if m.box is not None:
+        changed[m.box] &= ~m.mask[m.box]
+    bad = int(np.count_nonzero(changed))
+    kept_n = int(m.kept_in_box.sum()) if m.kept_in_box is not None else 0
+    report.add(f"{tag}_unchanged", bad == 0, f"{bad} voxels outside the removed region changed ({kept_n} kept-structure voxels in the cut region)")
+
+
+def _check_kept_untouched(report, ss_in, ss_out, rules) -> None:
+    if ss_in is None:
+        return
+    bad = []
+    for name in rules.kept(ss_in.names()):
+        a = ss_in.roi(name).contours
+        try:
+            b = ss_out.roi(name).contours
+        except KeyError:
+            bad.append(f"{name} missing")
+            continue
+        if len(a) != len(b) or any(
+            ca.points.shape != cb.points.shape or not np.allclose(ca.points, cb.points, atol=1e-3) for ca, cb in zip(a, b)
+        ):
+            bad.append(name)
+    report.add("kept_rois_untouched", not bad, f"changed: {bad}" if bad else f"{len(rules.kept(ss_in.names()))} kept ROIs identical")
+
+
+def _check_vertices(report, ss_out, region, rules, geometry) -> None:
+    from shapely import points as shp_points
+
+    planes = PlaneIndex(geometry)
+    kept_names = set(rules.kept(ss_out.names()))
+    kept = kept_polygons_by_plane([ss_out.roi(n) for n in kept_names], planes)
+    grown: dict = {}
+    bad = []
+    for roi in ss_out.rois:
+        if roi.name in kept_names:
+            continue
+        count = 0
+        for c in roi.contours:
+            p = c.points
+            if len(p) == 0:
+                continue
+            sel = (p[:, 2] >= region.z_cut - 1e-3) & (p[:, 1] < region.y_cut - VERTEX_TOLERANCE_MM)
+            if not sel.any():
+                continue
+            key = planes.key(contour_z(c, roi.name)) if c.geometric_type != "OPEN_NONPLANAR" else None
+            poly = kept.get(key) if key is not None else None
+            if poly is None:
+                count += int(sel.sum())
+                continue
+            if key not in grown:
+                grown[key] = poly.buffer(VERTEX_TOLERANCE_MM)
+            inside = grown[key].covers(shp_points(p[sel, :2]))
+            count += int(np.count_nonzero(~np.asarray(inside)))
+        if count:
+            bad.append(f"{roi.name} ({count} vertices)")
+    report.add("no_vertex_in_region", not bad, f"vertices in the removed region: {bad}" if bad else "")
+    body = [r for r in ss_out.rois if r.interpreted_type.upper() == "EXTERNAL" or r.name.strip().lower() in ("body", "external", "skin")]
+    if body:
+        report.add("body_clipped", not any(b.name in " ".join(bad) for b in body), ", ".join(b.name for b in body))
+
+
+def _check_references(report, written, original) -> None:
+    from ..index import index_folder
+
+    folder = Path(written["image"][0]).parent.parent
+    index = index_folder(folder)
+    problems = [str(p) for p in index.errors]
+    studies = [s for s in index.studies() if s.series]
+    msgs = []
+    if problems:
+        msgs.append(f"index problems: {problems[:3]}")
+    if len(studies) != 1:
+        msgs.append(f"{len(studies)} studies in the output")
+    else:
+        st = studies[0]
+        series = {s.uid: s for s in st.series}
+        fors = {s.frame_of_reference_uid for s in st.series} | {o.frame_of_reference_uid for o in st.structure_sets + st.doses if o.frame_of_reference_uid}
+        if len(fors) != 1:
+            msgs.append(f"{len(fors)} frames of reference")
+        sop = {u for s in st.series for u in s.sop_instance_uids}
+        for ss in st.structure_sets:
+            if ss.image_series_uid not in series:
+                msgs.append("structure set not linked to the written image series")
+            missing = [u for u in ss.referenced_image_uids if u not in sop]
+            if missing:
+                msgs.append(f"{len(missing)} contour image references do not resolve")
+        plan_uids = {p.sop_instance_uid for p in st.plans}
+        ss_uids = {s.sop_instance_uid for s in st.structure_sets}
+        for d in st.doses:
+            if d.referenced_plan_uids and original.plans and not set(d.referenced_plan_uids) <= plan_uids:
+                msgs.append("dose references a plan that is not in the output")
+        for p in st.plans:
+            if p.referenced_structure_set_uids and original.structure_set is not None and not set(p.referenced_structure_set_uids) <= ss_uids:
+                msgs.append("plan references a structure set that is not in the output")
+    report.add("references", not msgs, "; ".join(msgs))
+
+
+def _check_deidentified(report, written, original, image) -> None:
+    from ..deidentify import find_identifying_strings, identifying_strings
+
+    originals = [original.image.datasets[0]] if original.image.datasets else []
+    if original.structure_set is not None:
+        originals.append(original.structure_set.dataset)
+    originals += [d.dataset for d in original.doses if d.dataset is not None] + list(original.plans)
+    strings = sorted({s for ds in originals for s in identifying_strings(ds)})
+    outputs = list(image.datasets)
+    for kind in ("rtstruct", "rtdose", "rtplan"):
+        outputs += [dicom_compat.dcmread(p, stop_before_pixels=True) for p in written.get(kind, [])]
+    msgs = []
+    for ds in outputs:
+        if str(getattr(ds, "PatientIdentityRemoved", "")) != "YES":
+            msgs.append(f"{ds.Modality}: PatientIdentityRemoved is not YES")
+        private = [e.tag for e in ds.iterall() if e.tag.is_private]
+        if private:
+            msgs.append(f"{ds.Modality}: {len(private)} private attributes")
+        hits = find_identifying_strings(ds, strings)
+        if hits:
+            msgs.append(f"{ds.Modality}: identifying text in {hits[:5]}")
+    report.add("deidentified", not msgs, "; ".join(sorted(set(msgs))[:10]) or f"{len(outputs)} headers checked")
