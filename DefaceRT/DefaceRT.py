@@ -587,7 +587,7 @@ class DefaceRTTest(ScriptedLoadableModuleTest):
 
         from DefaceRTLib import synthetic
 
-        synthetic.write_patient(synthetic.make_patient(seed=0, size=128, slices=60), os.path.join(folder, "patient"))
+        synthetic.write_patient(synthetic.make_patient(seed=0, size=128, slices=40, slice_thickness=5.0), os.path.join(folder, "patient"))
         loaded = []
         with DICOMUtils.TemporaryDICOMDatabase() as db:
             DICOMUtils.importDicom(os.path.join(folder, "patient"), db)

@@ -249,27 +249,19 @@ class SegmentationCompareLogic(ScriptedLoadableModuleLogic):
         return str(write_rows_csv(rows, pathlib.Path(p.csvPath)))
 
     def runCohort(self, p, progress=None):
-        """Compare original vs defaced for every patient of a manifest
-        (``patient,timepoint,original,defaced``, as for the privacy study);
-        one CSV and one table with a row per patient and structure."""
-        from DefaceRTLib.compare.pipeline import compare_studies, write_rows_csv
-        from DefaceRTLib.face.study import read_manifest
+        """DefaceRTLib's cohort comparison from a manifest (columns patient,
+        original, compared[, dose, compared_dose, group]); writes its report
+        (tidy.csv, summary.csv, tests.csv, figures) and fills a table node."""
+        from DefaceRTLib.compare.cohort import read_manifest, run_cohort, write_cohort_report
 
-        rows = [r for r in read_manifest(str(p.cohortManifest)) if r.defaced is not None]
+        entries = read_manifest(str(p.cohortManifest))
+        tidy, patients = run_cohort(entries, progress=progress, tolerance_mm=p.surfaceDiceToleranceMm, on_face_mm=p.onFaceThresholdMm)
         out = pathlib.Path(p.cohortOutputFolder)
         out.mkdir(parents=True, exist_ok=True)
-        allRows = []
-        for n, r in enumerate(rows):
-            if progress:
-                progress(n, len(rows), f"{r.patient} {r.timepoint}")
-            result = compare_studies(r.original, r.defaced, tolerance_mm=p.surfaceDiceToleranceMm, on_face_mm=p.onFaceThresholdMm)
-            allRows += [{"patient": r.patient, "timepoint": r.timepoint, **row} for row in result.rows]
-        if progress:
-            progress(len(rows), len(rows), "done")
-        write_rows_csv(allRows, out / "cohort_structures.csv", first=("patient", "timepoint", "structure"))
+        write_cohort_report(tidy, patients, out)
         if not p.cohortTable:
             p.cohortTable = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", _("Cohort comparison"))
-        nodes.fillTableNode(p.cohortTable, allRows)
+        nodes.fillTableNode(p.cohortTable, tidy)
         return p.cohortTable
 
 
@@ -295,7 +287,7 @@ class SegmentationCompareTest(ScriptedLoadableModuleTest):
         if not dependencies.ensure("compare", ask=False):
             self.skipTest("scikit-image/shapely not available")
         folder = pathlib.Path(tempfile.mkdtemp(prefix="SegmentationCompareTest-"))
-        synthetic.write_patient(synthetic.make_patient(seed=3, size=128, slices=60), folder / "original")
+        synthetic.write_patient(synthetic.make_patient(seed=3, size=128, slices=40, slice_thickness=5.0), folder / "original")
         deface_path(folder / "original", folder / "defaced")
         with DICOMUtils.TemporaryDICOMDatabase() as db:
             DICOMUtils.importDicom(str(folder / "original"), db)
