@@ -1,0 +1,168 @@
+"""``defacert deface INPUT OUTPUT``: deface one patient folder or a whole tree."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import List, Tuple
+
+HELP = "deface CT, RT Structure Set, RT Dose and RT Plan (eye-landmark method, PTVs kept), verify the result"
+DESCRIPTION = """Deface head-and-neck radiotherapy data: remove every voxel superior to the
+inferior-most eye contour plane and anterior to the antero-posterior centre
+of the eyes, except inside kept structures (PTVs, brain); set it to air in
+the CT, delete eye/lens/cornea ROIs, clip every other ROI to the kept region,
+zero the dose there. INPUT is one patient folder or a tree of many (one
+output per study, mirrored). Every written study is re-read and verified.
+Coordinates are DICOM patient coordinates (LPS, mm)."""
+
+
+def _keywords(text: str) -> Tuple[str, ...]:
+    return tuple(k.strip() for k in text.split(",") if k.strip())
+
+
+def _point(text: str) -> Tuple[float, float, float]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected X,Y,Z in mm, got {text!r}") from None
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"expected three numbers X,Y,Z (LPS mm), got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..deface.keywords import DEFAULT_EYE_KEYWORDS, DEFAULT_KEEP_KEYWORDS, DEFAULT_REMOVE_KEYWORDS
+    from ..deface.landmarks import DEFAULT_EYE_RADIUS_MM
+
+    parser.add_argument("input", type=Path, help="patient folder or tree of patient folders (DICOM)")
+    parser.add_argument("output", type=Path, help="output folder (must not exist, must not be inside INPUT)")
+    g = parser.add_argument_group("structures")
+    g.add_argument("--eye-keywords", type=_keywords, default=DEFAULT_EYE_KEYWORDS, metavar="K1,K2",
+                   help=f"ROI name keywords of the eyes (default {','.join(DEFAULT_EYE_KEYWORDS)})")
+    g.add_argument("--remove-keywords", type=_keywords, default=DEFAULT_REMOVE_KEYWORDS, metavar="K1,K2",
+                   help=f"ROIs deleted completely (default {','.join(DEFAULT_REMOVE_KEYWORDS)})")
+    g.add_argument("--keep-keywords", type=_keywords, default=DEFAULT_KEEP_KEYWORDS, metavar="K1,K2",
+                   help=f"kept structures, never cut (default {','.join(DEFAULT_KEEP_KEYWORDS)}; "
+                   "names starting with z or containing PRV, opt, nos, -PTV, nonPTV do not count)")
+    g = parser.add_argument_group("cut")
+    g.add_argument("--inferior-margin", type=float, default=0.0, metavar="MM",
+                   help="move the eye plane this far inferiorly (mm, default 0 = published method)")
+    g.add_argument("--posterior-margin", type=float, default=0.0, metavar="MM",
+                   help="move the coronal plane this far posteriorly (mm, default 0)")
+    g.add_argument("--eye-center", type=_point, action="append", default=[], metavar="X,Y,Z",
+                   help="manual eye centre in LPS mm (repeat for two eyes); used instead of eye contours")
+    g.add_argument("--eye-radius", type=float, default=DEFAULT_EYE_RADIUS_MM, metavar="MM",
+                   help=f"eye radius for --eye-center (default {DEFAULT_EYE_RADIUS_MM:g} mm)")
+    g = parser.add_argument_group("de-identification (DICOM PS3.15 Basic Profile)")
+    g.add_argument("--deidentify", action="store_true", help="de-identify the headers; pseudonymous patient IDs")
+    g.add_argument("--pseudonym-map", type=Path, metavar="CSV",
+                   help="pseudonym mapping file, outside OUTPUT (default OUTPUT-pseudonyms.csv beside it); reused if it exists")
+    g.add_argument("--pseudonym-prefix", default="DEFACERT", help="prefix of pseudonymous patient IDs")
+    g.add_argument("--salt", help="secret for reproducible pseudonyms, date shifts and UIDs across runs")
+    g.add_argument("--no-date-shift", action="store_true", help="remove dates instead of shifting them per patient")
+    g.add_argument("--keep-patient-characteristics", action="store_true", help="keep sex, age, size, weight")
+    g.add_argument("--no-clean-descriptors", action="store_true", help="empty descriptors (ROI names too) instead of cleaning")
+    g = parser.add_argument_group("run")
+    g.add_argument("--dry-run", action="store_true", help="report landmarks and what would be removed; write nothing")
+    g.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
+    g.add_argument("--no-qa-figure", action="store_true", help="do not write the QA figure")
+    g.add_argument("--no-mask", action="store_true", help="do not write the removed-region labelmap")
+    g.add_argument("--quiet", action="store_true", help="no progress display")
+    g.add_argument("--json", action="store_true", help="print the run report as JSON")
+
+
+def build_options(args: argparse.Namespace):
+    from ..deface import DefaceOptions, KeywordRules, Margins
+
+    deid = None
+    if args.deidentify:
+        from ..deidentify import DeidentificationOptions
+
+        try:
+            deid = DeidentificationOptions(
+                retain_dates_shifted=not args.no_date_shift,
+                retain_patient_characteristics=args.keep_patient_characteristics,
+                clean_descriptors=not args.no_clean_descriptors,
+                pseudonym_prefix=args.pseudonym_prefix,
+                salt=args.salt,
+            )
+        except ValueError as exc:
+            raise SystemExit(_usage(str(exc))) from None
+    if args.eye_radius < 0 or args.inferior_margin < 0 or args.posterior_margin < 0:
+        raise SystemExit(_usage("margins and the eye radius must not be negative"))
+    return DefaceOptions(
+        rules=KeywordRules(eye=args.eye_keywords, remove=args.remove_keywords, keep=args.keep_keywords),
+        margins=Margins(args.inferior_margin, args.posterior_margin),
+        manual_eye_centres=list(args.eye_center),
+        eye_radius_mm=args.eye_radius,
+        deidentification=deid,
+        pseudonym_map_path=args.pseudonym_map,
+        write_mask=not args.no_mask,
+        write_qa_figure=not args.no_qa_figure,
+        uid_salt=args.salt,
+    )
+
+
+class _Usage(Exception):
+    pass
+
+
+def _usage(message: str) -> int:
+    print(f"defacert deface: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _describe(outcome) -> List[str]:
+    lines = [f"{outcome.status}: {outcome.source}" + (f" -> {outcome.output}" if outcome.output else "")]
+    if outcome.message:
+        lines.append(f"  {outcome.message}")
+    s = outcome.summary
+    if s:
+        lm = s["landmarks"]
+        eyes = ", ".join(e["name"] for e in lm["eyes"])
+        lines.append(
+            f"  eyes: {eyes} ({lm['source']}); eye plane z = {s['cut']['eye_plane_z_mm']:.2f} mm, "
+            f"coronal plane y = {s['cut']['coronal_plane_y_mm']:.2f} mm (LPS)"
+        )
+        lines.append(f"  image voxels removed: {s['image']['removed_voxels']} (kept in cut region: {s['image']['kept_voxels_in_cut_region']})")
+        for n, d in enumerate(s["doses"]):
+            lines.append(f"  dose {n + 1}: {d['removed_voxels']} voxels zeroed (max removed {d['max_removed_dose']:.3g} {d['units']})")
+        st = s.get("structures")
+        if st:
+            lines.append(f"  ROIs removed: {', '.join(st['removed_rois']) or 'none'}; kept: {', '.join(st['kept_rois']) or 'none'}")
+            lines.append("  ROIs clipped: " + (", ".join(f"{c['name']} ({c['clipped_contours']} contours)" for c in st["clipped_rois"]) or "none"))
+        if s.get("ptv_position"):
+            lines.append("  PTV position: " + ", ".join(f"{k}: {v}" for k, v in s["ptv_position"].items()))
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..deface.pipeline import VerificationError, deface_path
+    from ..progress import TextProgress
+
+    try:
+        options = build_options(args)
+    except SystemExit as exc:
+        return int(exc.code or 2)
+    progress = TextProgress(enabled=not args.quiet)
+    try:
+        report = deface_path(args.input, args.output, options, overwrite=args.overwrite, dry_run=args.dry_run, progress=progress)
+    except VerificationError as exc:
+        print(f"defacert deface: verification failed, nothing written: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps([o.__dict__ for o in report.outcomes], indent=2, default=str))
+    else:
+        for o in report.outcomes:
+            print("\n".join(_describe(o)))
+        if report.pseudonym_map:
+            print(f"pseudonym map: {report.pseudonym_map} (keep it confidential; it is outside the output)")
+    if report.count("input error"):
+        print(f"defacert deface: {report.count('input error')} of {len(report.outcomes)} studies had bad input", file=sys.stderr)
+        return 3
+    if report.count("verification failed"):
+        print(f"defacert deface: {report.count('verification failed')} studies failed verification (not written)", file=sys.stderr)
+        return 1
+    return 0
