@@ -267,7 +267,7 @@ def rtstruct(
         obs = Dataset()
         obs.ObservationNumber = n + 1
         obs.ReferencedROINumber = roi.number
-        obs.ROIObservationLabel = roi.name
+        obs.ROIObservationLabel = roi.name[:16]  # SH
         obs.RTROIInterpretedType = roi.interpreted_type
         obs.ROIInterpreter = ""
         observations.append(obs)

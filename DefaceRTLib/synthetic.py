@@ -316,7 +316,7 @@ def make_patient(
     face: Optional[Union[FaceParams, dict]] = None,
     timepoint: int = 0,
     shoulders: bool = False,
-    dose_spacing: float = 3.0,
+    dose_spacing: Optional[float] = None,
     dose_scaling: float = 1.5e-5,
     pose: Optional[Pose] = None,
     weight_mm: Optional[float] = None,
@@ -343,7 +343,8 @@ def make_patient(
         timepoint: 0 for the planning scan; 1, 2... give the same patient
             with a small pose change and weight change (and a later date).
         shoulders: add shoulders (wide body below the neck).
-        dose_spacing: dose grid spacing (mm), in all three directions.
+        dose_spacing: dose grid spacing (mm), in all three directions
+            (default 3 mm, coarser for coarse test CTs: 1.2 x the pixel size).
         dose_scaling: DoseGridScaling of the uint32 dose.
         pose, weight_mm: override the time point's pose / skin growth.
     """
@@ -367,6 +368,7 @@ def make_patient(
 
     # ---------------------------------------------------------- CT grid
     pixel_spacing = float(pixel_spacing) if pixel_spacing else fov_mm / size
+    dose_spacing = float(dose_spacing) if dose_spacing else max(3.0, round(1.2 * pixel_spacing, 1))
     iop = np.array(B.ORIENTATION_IOP[orientation])
     row, col = iop[:3], iop[3:]
     normal = np.cross(row, col)
@@ -425,6 +427,9 @@ def make_patient(
     roi_specs = []
     eyes_lps = {side: pose.to_lps(anatomy.eye_centers[s][None])[0] for side, s in (("left", "l"), ("right", "r"))}
     z_sorted = np.sort(z_of_k)
+    # marching squares on a smooth distance field: 1 mm sampling is exact to
+    # well under 0.1 mm; coarse test CTs use up to 2 mm
+    base_h = float(np.clip(pixel_spacing / 2.0, 1.0, 2.0))
     for number, key in enumerate(ROI_TABLE, start=1):
         name_, _e, _g, itype, colour = ROI_TABLE[key]
         spec = B.ROISpec(number, roi_name(key, naming), colour, itype)
@@ -433,7 +438,7 @@ def make_patient(
         if key == "body":
             hi = hi.copy()
         extent = float(np.min((hi - lo)[:2]))
-        h = 1.0 if extent > 30 else max(0.2, extent / 30.0)
+        h = base_h if extent > 30 else max(0.2, min(base_h, extent / 30.0))
         for z in z_sorted:
             if z < lo[2] - 1e-6 or z > hi[2] + 1e-6:
                 continue
