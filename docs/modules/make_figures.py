@@ -44,7 +44,7 @@ def main() -> None:
     k = int(np.argmax(result.image_mask.mask.sum(axis=(1, 2))))
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.imshow(study.image.array[k], cmap="gray", vmin=-1000, vmax=1000)
-    for name, (a, b) in comparison.masks.items():
+    for a, b in comparison.masks.values():
         if a[k].any():
             ax.contour(a[k], levels=[0.5], colors="#19e619", linewidths=1)
         if b[k].any():
