@@ -421,6 +421,8 @@ def deface_path(
                 t0 = time.perf_counter()
                 study = load_study_entry(entry, index)
                 read_s = time.perf_counter() - t0
+                if study.structure_set is None and not options.manual_eye_centres:
+                    _raise_for_orphan_structure_set(index, source, study)
                 result = deface_study(study, options, where=source)
                 result.timings["read_s"] = read_s
             except DefaceRTError as exc:
@@ -498,6 +500,24 @@ def _remove_study_output(folder: Path, tmp: Path) -> None:
         except OSError:
             break
         p = p.parent
+
+
+def _raise_for_orphan_structure_set(index, source: str, study: RTStudy) -> None:
+    """A structure set next to the CT that links to no image series belongs to another CT: say so."""
+    for st in index.studies():
+        for o in st.structure_sets:
+            if o.image_series_uid:
+                continue
+            try:
+                Path(o.path).resolve().relative_to(Path(source).resolve())
+            except ValueError:
+                continue
+            raise InputError(
+                f"structure set does not belong to the CT in this folder (it references image series "
+                f"{', '.join(o.referenced_series_uids) or '(none)'} in frame of reference {o.frame_of_reference_uid or '(none)'}, "
+                f"the CT is series {study.image.series_instance_uid} in {study.image.frame_of_reference_uid})",
+                o.path,
+            )
 
 
 def _check_map_location(map_path: Path, output: Path, input_path: Path) -> None:
