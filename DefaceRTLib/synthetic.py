@@ -484,14 +484,7 @@ def make_patient(
                       (dose_spacing, dose_spacing), offsets, dose_scaling)
 
     # ---------------------------------------------------------- study + truth
-    image = read_image_series([Path(f"CT.{int(ds.InstanceNumber):04d}.dcm") for ds in ct_files],
-                              datasets=[_shallow(ds) for ds in ct_files])
-    study = RTStudy(
-        image=image,
-        structure_set=StructureSet(rtstruct),
-        doses=[DoseVolume.from_dataset(copy.deepcopy(rtdose))],
-        plans=[rtplan],
-    )
+    study = study_from_datasets(ct_files, rtstruct, [rtdose], [rtplan])
     truth = _eye_truth(eyes_lps, face.eye_radius, z_sorted)
     truth = Truth(
         eye_centers_lps=eyes_lps,
@@ -534,24 +527,54 @@ def _eye_truth(eyes: Dict[str, np.ndarray], radius: float, z_sorted: np.ndarray)
     )
 
 
-def write_patient(patient: SyntheticPatient, folder: PathLike, overwrite: bool = False) -> Path:
-    """Write the patient's DICOM files into ``folder`` (atomically; refuses
-    existing non-empty output unless ``overwrite``): ``CT/CT.0001.dcm``... in
-    InstanceNumber order, ``RTSTRUCT.dcm``, ``RTPLAN.dcm``, ``RTDOSE.dcm``.
-    Returns the folder."""
+def study_from_datasets(
+    ct_files: Sequence[Dataset], rtstruct: Optional[Dataset], rtdoses: Sequence[Dataset], rtplans: Sequence[Dataset]
+) -> RTStudy:
+    """An :class:`RTStudy` parsed by the foundation classes from in-memory
+    datasets (the datasets themselves are left intact)."""
+    image = read_image_series([Path(f"CT.{int(ds.InstanceNumber):04d}.dcm") for ds in ct_files],
+                              datasets=[_shallow(ds) for ds in ct_files])
+    return RTStudy(
+        image=image,
+        structure_set=StructureSet(rtstruct) if rtstruct is not None else None,
+        doses=[DoseVolume.from_dataset(copy.deepcopy(d)) for d in rtdoses],
+        plans=list(rtplans),
+    )
+
+
+def write_datasets(
+    folder: PathLike,
+    ct_files: Sequence[Dataset],
+    rtstruct: Optional[Dataset] = None,
+    rtdoses: Sequence[Dataset] = (),
+    rtplans: Sequence[Dataset] = (),
+    overwrite: bool = False,
+) -> Path:
+    """Save generated datasets as a patient folder, atomically (refuses an
+    existing non-empty ``folder`` unless ``overwrite``): ``CT/CT.0001.dcm``...
+    in InstanceNumber order, ``RTSTRUCT.dcm``, ``RTPLAN.dcm``, ``RTDOSE.dcm``
+    (``RTDOSE_2.dcm``... for more doses)."""
     folder = Path(folder)
     with atomic_output(folder, overwrite=overwrite) as tmp:
         ct_dir = tmp / "CT"
         ct_dir.mkdir()
         try:
-            for ds in patient.ct_datasets:
+            for ds in ct_files:
                 dicom_compat.save(ds, ct_dir / f"CT.{int(ds.InstanceNumber):04d}.dcm")
-            dicom_compat.save(patient.rtstruct, tmp / "RTSTRUCT.dcm")
-            dicom_compat.save(patient.rtplan, tmp / "RTPLAN.dcm")
-            dicom_compat.save(patient.rtdose, tmp / "RTDOSE.dcm")
+            if rtstruct is not None:
+                dicom_compat.save(rtstruct, tmp / "RTSTRUCT.dcm")
+            for n, plan in enumerate(rtplans):
+                dicom_compat.save(plan, tmp / ("RTPLAN.dcm" if n == 0 else f"RTPLAN_{n + 1}.dcm"))
+            for n, dose in enumerate(rtdoses):
+                dicom_compat.save(dose, tmp / ("RTDOSE.dcm" if n == 0 else f"RTDOSE_{n + 1}.dcm"))
         except OSError as exc:
             raise OutputError(f"cannot write patient files ({exc.strerror})", folder) from exc
     return folder
+
+
+def write_patient(patient: SyntheticPatient, folder: PathLike, overwrite: bool = False) -> Path:
+    """Write the patient's DICOM files into ``folder`` (see :func:`write_datasets`). Returns the folder."""
+    return write_datasets(folder, patient.ct_datasets, patient.rtstruct, [patient.rtdose], [patient.rtplan], overwrite)
 
 
 def make_cohort(
