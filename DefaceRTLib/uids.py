@@ -18,6 +18,7 @@ import hashlib
 import hmac
 from typing import Dict, Optional
 
+from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
@@ -84,17 +85,30 @@ class UIDMap:
 
     def remap_dataset(self, ds: Dataset) -> None:
         """Replace every instance UID in ``ds`` (and its sequences, and its
-        file meta) with its mapped value, in place."""
+        file meta) with its mapped value, in place.
 
-        def callback(dataset: Dataset, elem) -> None:
-            if elem.VR != "UI" or not is_instance_uid_keyword(elem.keyword) or elem.value in (None, ""):
-                return
-            if elem.VM > 1:
-                elem.value = [self.map(v) for v in elem.value]
-            else:
-                elem.value = self.map(elem.value)
-
-        ds.walk(callback, recursive=True)
+        Only UI and SQ elements are decoded; everything else (contour
+        coordinates, pixel data) stays raw, which keeps this fast.
+        """
+        for raw in ds.elements():
+            tag = raw.tag
+            vr = raw.VR
+            if vr is None:
+                try:
+                    vr = dictionary_VR(tag)
+                except KeyError:
+                    continue
+            if vr == "SQ":
+                for item in ds[tag].value:
+                    self.remap_dataset(item)
+            elif vr == "UI":
+                elem = ds[tag]
+                if not is_instance_uid_keyword(elem.keyword) or elem.value in (None, ""):
+                    continue
+                if elem.VM > 1:
+                    elem.value = [self.map(v) for v in elem.value]
+                else:
+                    elem.value = self.map(elem.value)
         meta = getattr(ds, "file_meta", None)
         if meta is not None and "MediaStorageSOPInstanceUID" in meta:
             meta.MediaStorageSOPInstanceUID = self.map(meta.MediaStorageSOPInstanceUID)
