@@ -282,3 +282,23 @@ def test_outputs_mask_summary_figure(tmp_path, phantom):
     study = load_study(phantom.folder)
     assert np.allclose(mask.GetOrigin(), study.image.geometry.origin)
     assert (out / "defacert" / "deface_qa.png").stat().st_size > 10000
+
+
+def test_verification_can_fail(tmp_path, phantom):
+    """The checks are real: a written output checked against a larger cut fails."""
+    import dataclasses
+
+    from DefaceRTLib.deface import DefaceOptions
+    from DefaceRTLib.deface.pipeline import write_result
+    from DefaceRTLib.deface.verify import verify_written
+
+    study = load_study(phantom.folder)
+    r = deface_study(study)
+    out = tmp_path / "o"
+    out.mkdir()
+    options = DefaceOptions(write_qa_figure=False)
+    written = write_result(r, out, options)
+    assert verify_written(r, written, options).passed
+    bigger = dataclasses.replace(r, region=CutRegion(r.region.z_cut - 20.0, r.region.y_cut + 20.0))
+    failed = {c.name for c in verify_written(bigger, written, options).checks if not c.passed}
+    assert {"image_air", "dose_zeroed", "no_vertex_in_region"} <= failed

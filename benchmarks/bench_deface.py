@@ -1,0 +1,77 @@
+"""Per-patient defacing time and peak memory on the synthetic 512 x 512 x 180 patient with dose.
+
+Times read + deface + write + verify (``deface_path`` on one patient folder,
+labelmap and JSON included; the QA figure is timed separately since it is
+optional) and prints the median over repeats and the peak memory: the
+process's maximum resident set size (``resource.getrusage``, includes the
+Python interpreter and the libraries) and the peak of Python allocations
+during one run (``tracemalloc``, numpy arrays included).
+
+    python benchmarks/bench_deface.py [--repeats 5] [--qa]
+
+Targets (issue 3): <= 2 s and <= 1.5 GB per patient on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+from DefaceRTLib import synthetic
+from DefaceRTLib.deface import DefaceOptions, deface_path
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--qa", action="store_true", help="include the QA figure in the timed run")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench_deface_"))
+    try:
+        t = time.perf_counter()
+        patient = synthetic.make_patient(seed=1, size=512, slices=180, slice_thickness=2.5)
+        src = synthetic.write_patient(patient, work / "in")
+        print(f"generated synthetic patient {patient.study.image.array.shape} (k, j, i) with dose "
+              f"{patient.study.doses[0].array.shape} in {time.perf_counter() - t:.1f} s")
+        del patient
+        options = DefaceOptions(write_qa_figure=args.qa)
+        times, stages = [], []
+        for n in range(args.repeats):
+            out = work / f"out{n}"
+            if n == args.repeats - 1:
+                tracemalloc.start()
+            t = time.perf_counter()
+            report = deface_path(src, out, options)
+            times.append(time.perf_counter() - t)
+            if n == args.repeats - 1:
+                _, traced_peak = tracemalloc.get_traced_memory()
+                tracemalloc.stop()
+            outcome = report.outcomes[0]
+            if outcome.status != "ok":
+                print(f"run {n}: {outcome.status}: {outcome.message}")
+                return 1
+            stages.append(outcome.summary["timings_s"])
+            shutil.rmtree(out)
+        s = stages[len(stages) // 2]
+        peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # kB on Linux
+        print(f"per-patient time (read + deface + write + verify{' + QA figure' if args.qa else ''}): "
+              f"median {statistics.median(times):.2f} s over {len(times)} runs (min {min(times):.2f}, max {max(times):.2f}; "
+              f"last run under tracemalloc)")
+        print("stages of a median run (s): " + ", ".join(f"{k} {v:.3f}" for k, v in s.items()))
+        print(f"peak memory: max RSS {peak_rss:.0f} MB (whole process), Python/numpy allocations peak {traced_peak / 2**20:.0f} MB")
+        ok = statistics.median(times) <= 2.0 and peak_rss <= 1536
+        print("targets (<= 2 s, <= 1.5 GB):", "met" if ok else "NOT met")
+        return 0
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
