@@ -12,7 +12,7 @@ from typing import Union
 
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 PYDICOM_MAJOR = int(pydicom.__version__.split(".")[0])
 
@@ -23,7 +23,8 @@ def dcmread(path: Union[str, Path], stop_before_pixels: bool = False, force: boo
 
 
 def prepare_for_writing(ds: Dataset) -> None:
-    """Give ``ds`` a Part 10 file meta with explicit VR little endian.
+    """Give ``ds`` a Part 10 file meta with an uncompressed little-endian
+    transfer syntax: implicit VR if the original was, explicit VR otherwise.
 
     Pixel data handled by DefaceRTLib is always written uncompressed.
     """
@@ -33,11 +34,14 @@ def prepare_for_writing(ds: Dataset) -> None:
         ds.file_meta = meta
     meta.MediaStorageSOPClassUID = ds.SOPClassUID
     meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    # Keep an uncompressed little-endian original's encoding: then pydicom
+    # writes undecoded elements (contour data) as they are, which is fast.
+    implicit = str(getattr(meta, "TransferSyntaxUID", "")) == ImplicitVRLittleEndian
+    meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     if PYDICOM_MAJOR < 3:
         ds.is_little_endian = True
-        ds.is_implicit_VR = False
+        ds.is_implicit_VR = implicit
     else:  # pydicom 3 derives the encoding from the transfer syntax
         for attr in ("_is_little_endian", "_is_implicit_VR"):
             if hasattr(ds, attr):
@@ -48,7 +52,8 @@ def prepare_for_writing(ds: Dataset) -> None:
 
 
 def save(ds: Dataset, path: Union[str, Path]) -> None:
-    """Write ``ds`` as a DICOM Part 10 file (explicit VR little endian)."""
+    """Write ``ds`` as a DICOM Part 10 file (uncompressed little endian, see
+    :func:`prepare_for_writing`)."""
     prepare_for_writing(ds)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
