@@ -226,3 +226,63 @@ def test_write_refuses_existing_output(hfs, tmp_path):
     with pytest.raises(synthetic.OutputError):
         synthetic.write_patient(hfs, tmp_path / "p")
     assert [f.name for f in (tmp_path / "p").iterdir()] == ["keep.txt"]
+
+
+def test_naming_conventions():
+    eclipse = synthetic.make_patient(seed=4, naming="eclipse", size=48, slices=30, slice_thickness=10.0)
+    globe = synthetic.make_patient(seed=4, naming="globe", size=48, slices=30, slice_thickness=10.0)
+    assert {"Orbit - left", "Orbit - right", "Lens - left", "Lens - right", "BRAIN"} <= set(eclipse.structure_set.names())
+    assert {"Globe_L", "Globe_R", "External"} <= set(globe.structure_set.names())
+    assert "Eye_L" not in eclipse.structure_set.names()
+    # same anatomy whatever the names
+    a = eclipse.structure_set.roi("Orbit - left").contours
+    b = globe.structure_set.roi("Globe_L").contours
+    assert len(a) == len(b) and all(np.array_equal(x.points, y.points) for x, y in zip(a, b))
+
+
+def test_cohort_distinct_faces_and_second_timepoint():
+    kw = dict(size=48, slices=30, slice_thickness=10.0)
+    cohort = synthetic.make_cohort(2, timepoints=2, seed=10, **kw)
+    (a0, a1), (b0, b1) = cohort
+    assert a0.patient_id == a1.patient_id != b0.patient_id
+    assert a0.truth.face == a1.truth.face and a0.truth.face != b0.truth.face
+    # second time point: same patient, new study and frame of reference, small pose change
+    assert a0.rtstruct.StudyInstanceUID != a1.rtstruct.StudyInstanceUID
+    assert a0.rtstruct.FrameOfReferenceUID != a1.rtstruct.FrameOfReferenceUID
+    angles = np.abs(a1.truth.pose.angles_deg)
+    assert angles.max() <= 4.0 and angles.max() > 0.1
+    shift = np.array(a1.truth.pose.shift_mm) - np.array(a0.truth.pose.shift_mm)
+    assert np.abs(shift).max() <= 5.0
+    assert a1.truth.weight_mm != 0.0
+    d_eyes = np.linalg.norm(a1.truth.eye_centers_lps["left"] - a0.truth.eye_centers_lps["left"])
+    assert 0.1 < d_eyes < 15.0
+    # rasterised eye of the moved patient is still where its truth says
+    g = a1.study.image.geometry
+    mask = rasterize_contours(a1.structure_set.roi("Eye_L").contours, g)
+    centroid = g.index_to_lps(np.argwhere(mask)[:, ::-1].mean(axis=0))
+    assert np.linalg.norm(centroid - a1.truth.eye_centers_lps["left"]) < 0.6 * g.spacing[2]
+
+
+def test_phantom_command(tmp_path, capsys):
+    from DefaceRTLib.cli import main
+
+    out = tmp_path / "phantom"
+    args = ["phantom", str(out), "--seed", "7", "--size", "40", "--slices", "30", "--slice-thickness", "10",
+            "--orientation", "FFS", "--naming", "eclipse", "--json"]
+    assert main(args) == 0
+    study = load_study(out)
+    assert "Orbit - left" in study.structure_set.names()
+    assert [round(float(v)) for v in study.image.datasets[0].ImageOrientationPatient] == [-1, 0, 0, 0, 1, 0]
+    assert '"eye_inferior_plane_z_mm"' in capsys.readouterr().out
+    assert main(args) == 4  # existing output is refused
+    assert main(["phantom", str(tmp_path / "short"), "--size", "40", "--slices", "8", "--slice-thickness", "1"]) == 3
+    assert not (tmp_path / "short").exists()
+
+
+@pytest.mark.slow
+def test_default_size_patient():
+    p = synthetic.make_patient(seed=0, shoulders=True)
+    g = p.study.image.geometry
+    assert g.size[:2] == (512, 512) and 150 <= g.size[2] <= 200
+    assert abs(g.spacing[0] - 0.98) < 0.01
+    assert p.dose.geometry.spacing[0] == 3.0 and not p.dose.geometry.same_grid(g)
