@@ -25,14 +25,12 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
-from pydicom.tag import BaseTag
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from . import dicom_compat
-from .rtstruct import _format_ds
+from .rtstruct import set_contour_data
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 RTSTRUCT_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
@@ -275,20 +273,6 @@ def rtstruct(
     ds.ROIContourSequence = DicomSequence(roi_contours)
     ds.RTROIObservationsSequence = DicomSequence(observations)
     return _finish(ds)
-
-
-def set_contour_data(item: Dataset, points: np.ndarray) -> None:
-    """Set ContourData of a ContourSequence item from (N, 3) LPS points.
-
-    The value is stored as an undecoded explicit-VR-little-endian element
-    (DS strings joined by backslashes): pydicom would otherwise build one
-    DSfloat per coordinate, which dominates the time of writing large
-    structure sets. pydicom decodes it on access and writes it as is."""
-    text = "\\".join(_format_ds(points)).encode("ascii")
-    if len(text) % 2:
-        text += b" "
-    tag = BaseTag(0x30060050)
-    item[tag] = RawDataElement(tag, "DS", len(text), text, 0, False, True)
 
 
 # -------------------------------------------------------------------- RTPLAN

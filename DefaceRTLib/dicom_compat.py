@@ -6,6 +6,7 @@ both. Everything version-dependent about reading and writing files is here.
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 from typing import Union
@@ -20,6 +21,69 @@ PYDICOM_MAJOR = int(pydicom.__version__.split(".")[0])
 def dcmread(path: Union[str, Path], stop_before_pixels: bool = False, force: bool = False) -> Dataset:
     """Read a DICOM file (pydicom 2.4 and 3 alike)."""
     return pydicom.dcmread(str(path), stop_before_pixels=stop_before_pixels, force=force)
+
+
+def copy_dataset(ds: Dataset) -> Dataset:
+    """An independent copy of ``ds``, made by encoding it and decoding it again.
+
+    Unlike ``copy.deepcopy`` this keeps every element undecoded and every
+    sequence item's original encoding (pydicom 2.4's deepcopy loses the items'
+    character set, which then forces pydicom to decode and re-encode every
+    contour coordinate when writing), and it avoids pydicom 2.4's recursion
+    error on deep-copying sequences built in memory. Falls back to deepcopy
+    for datasets that cannot be encoded as they are.
+    """
+    import copy
+
+    try:
+        buffer = io.BytesIO()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if PYDICOM_MAJOR >= 3:
+                pydicom.dcmwrite(buffer, ds, enforce_file_format=False)
+            else:
+                _propagate_character_set(ds)  # only fixes pydicom's private bookkeeping
+                pydicom.dcmwrite(buffer, ds, write_like_original=True)
+        buffer.seek(0)
+        out = pydicom.dcmread(buffer, force=True)
+    except Exception:
+        return copy.deepcopy(ds)
+    if getattr(ds, "file_meta", None) is None and hasattr(out, "file_meta"):
+        del out.file_meta
+    return out
+
+
+def adopt_encoding(item: Dataset, parent: Dataset) -> None:
+    """Mark a dataset built in memory (a new sequence item) as encoded like
+    ``parent`` was read, so pydicom writes its undecoded elements as they are
+    instead of decoding and re-encoding every value."""
+    if PYDICOM_MAJOR >= 3:
+        implicit, little = parent.original_encoding
+        charset = parent.original_character_set
+    else:
+        implicit = getattr(parent, "read_implicit_vr", None)
+        little = getattr(parent, "read_little_endian", None)
+        charset = getattr(parent, "read_encoding", None)
+    if implicit is None or little is None:
+        return
+    item.set_original_encoding(implicit, little, charset)
+    # the character set an item is written with comes from its parent
+    item._parent_encoding = getattr(parent, "_character_set", charset)
+    if PYDICOM_MAJOR < 3:
+        item.is_implicit_VR, item.is_little_endian = implicit, little
+
+
+def _propagate_character_set(ds: Dataset) -> None:
+    """pydicom 2.4 leaves sequence items read from a file with the default
+    character set while recording the file's as their original one, so its
+    writer decodes and re-encodes every element of every item. Give each item
+    its parent's character set, as pydicom 3 does."""
+    charset = ds._character_set
+    for raw in ds.elements():
+        if raw.VR == "SQ" or (raw.VR is None and raw.tag in ds and ds[raw.tag].VR == "SQ"):
+            for item in ds[raw.tag].value:
+                item._parent_encoding = charset
+                _propagate_character_set(item)
 
 
 def prepare_for_writing(ds: Dataset) -> None:
@@ -42,6 +106,7 @@ def prepare_for_writing(ds: Dataset) -> None:
     if PYDICOM_MAJOR < 3:
         ds.is_little_endian = True
         ds.is_implicit_VR = implicit
+        _propagate_character_set(ds)
     else:  # pydicom 3 derives the encoding from the transfer syntax
         for attr in ("_is_little_endian", "_is_implicit_VR"):
             if hasattr(ds, attr):

@@ -63,7 +63,7 @@ class DoseVolume:
         return [str(r.ReferencedSOPInstanceUID) for r in getattr(self.dataset, "ReferencedRTPlanSequence", [])]
 
     @classmethod
-    def read(cls, path: PathLike) -> "DoseVolume":
+    def read(cls, path: PathLike) -> DoseVolume:
         path = Path(path)
         try:
             ds = dicom_compat.dcmread(path)
@@ -72,7 +72,7 @@ class DoseVolume:
         return cls.from_dataset(ds, path)
 
     @classmethod
-    def from_dataset(cls, ds: Dataset, path: Optional[PathLike] = None) -> "DoseVolume":
+    def from_dataset(cls, ds: Dataset, path: Optional[PathLike] = None) -> DoseVolume:
         where = str(path) if path else "RT Dose"
         if str(getattr(ds, "Modality", "")) != "RTDOSE":
             raise InputError("not an RT Dose", where)
@@ -118,7 +118,9 @@ class DoseVolume:
         )
         scaling = float(getattr(ds, "DoseGridScaling", 1.0) or 1.0)
         array = pixels.astype(np.float64) * scaling
-        header = Dataset(ds)  # shallow element copy, so the caller's dataset keeps its pixels
+        # a new element dict (elements shared, never mutated here), so deleting
+        # PixelData below leaves the caller's dataset whole
+        header = Dataset(dict(ds.items()))
         if "PixelData" in header:
             del header.PixelData
         header.file_meta = getattr(ds, "file_meta", None)
@@ -137,7 +139,7 @@ class DoseVolume:
         default, 0 outside the dose grid), through patient coordinates."""
         return resample(self.array, self.geometry, geometry, interpolation=interpolation, default=0.0)
 
-    def with_array(self, array: np.ndarray) -> "DoseVolume":
+    def with_array(self, array: np.ndarray) -> DoseVolume:
         if array.shape != self.geometry.shape:
             raise GeometryError(f"array shape {array.shape} does not match dose grid {self.geometry.shape}")
         return DoseVolume(array, self.geometry, self.dataset, self.path, self.units, self.dose_type, self.summation_type)

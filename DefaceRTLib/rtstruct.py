@@ -15,14 +15,15 @@ centre lies within half a slice spacing of the contour plane.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
+from pydicom.tag import BaseTag
 
 from . import dicom_compat
 from .errors import GeometryError, InputError
@@ -113,6 +114,21 @@ def _format_ds(values: np.ndarray) -> List[str]:
     return out
 
 
+def set_contour_data(item: Dataset, points: np.ndarray) -> None:
+    """Set ContourData of a ContourSequence item from (N, 3) LPS points.
+
+    The value is stored as an undecoded element (DS strings joined by
+    backslashes): pydicom would otherwise build and validate one DSfloat per
+    coordinate, which dominates the time of writing large structure sets.
+    pydicom decodes it on access and writes it as is.
+    """
+    text = "\\".join(_format_ds(points)).encode("ascii")
+    if len(text) % 2:
+        text += b" "
+    tag = BaseTag(0x30060050)
+    item[tag] = RawDataElement(tag, "DS", len(text), text, 0, False, True)
+
+
 class StructureSet:
     """An RTSTRUCT dataset with its ROIs parsed.
 
@@ -160,7 +176,7 @@ class StructureSet:
 
     # ------------------------------------------------------------ reading
     @classmethod
-    def read(cls, path: PathLike) -> "StructureSet":
+    def read(cls, path: PathLike) -> StructureSet:
         """Read an RTSTRUCT file; errors name the file."""
         path = Path(path)
         try:
@@ -251,7 +267,7 @@ class StructureSet:
     def to_dataset(self) -> Dataset:
         """A new dataset with the edits applied; every other element is a deep
         copy of the original (the original dataset is never modified)."""
-        ds = copy.deepcopy(self.dataset)
+        ds = dicom_compat.copy_dataset(self.dataset)
         removed = self._removed
         for keyword, key in (
             ("StructureSetROISequence", "ROINumber"),
@@ -279,10 +295,12 @@ class StructureSet:
                 c.ContourGeometricType = contour.geometric_type
                 c.NumberOfContourPoints = len(contour.points)
                 c.ContourNumber = i + 1
-                c.ContourData = _format_ds(contour.points)
+                set_contour_data(c, contour.points)
                 new_items.append(c)
             if new_items:
                 item.ContourSequence = DicomSequence(new_items)
+                for c in item.ContourSequence:
+                    dicom_compat.adopt_encoding(c, item)
             elif "ContourSequence" in item:
                 del item.ContourSequence
         return ds

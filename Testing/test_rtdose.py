@@ -63,3 +63,10 @@ def test_shared_dose_nrrd_and_plan_parse(shared_data):
     assert len(plan.BeamSequence) == 5
     for name in ("rtplan.dcm",):
         assert dicom_compat.dcmread(get_testdata_file(name)).Modality == "RTPLAN"
+
+
+def test_reading_leaves_the_callers_dataset_whole():
+    ds = _dose_ds()
+    DoseVolume.from_dataset(ds)
+    assert "PixelData" in ds
+    assert ds.pixel_array.shape[0] == int(ds.NumberOfFrames)
