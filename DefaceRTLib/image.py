@@ -311,12 +311,17 @@ def to_stored_values(values: np.ndarray, ds: Dataset, slope: float, intercept: f
     """Real-world values -> stored pixel values of ``ds``'s pixel format
     (rounded, clipped to the representable range)."""
     lo, hi = _stored_range(ds)
-    stored = np.rint((np.asarray(values, dtype=np.float64) - intercept) / slope)
-    np.clip(stored, lo, hi, out=stored)
     bits_allocated = int(getattr(ds, "BitsAllocated", 16))
     signed = int(getattr(ds, "PixelRepresentation", 0)) == 1
-    dtype = np.dtype(f"{'i' if signed else 'u'}{bits_allocated // 8}")
-    return stored.astype(dtype.newbyteorder("<"))
+    dtype = np.dtype(f"{'i' if signed else 'u'}{bits_allocated // 8}").newbyteorder("<")
+    values = np.asarray(values)
+    if np.issubdtype(values.dtype, np.integer) and slope == 1.0 and float(intercept).is_integer():
+        # exact integer path (the common CT case): no float round trip
+        stored = values.astype(np.int64) - int(intercept)
+    else:
+        stored = np.rint((values.astype(np.float64) - intercept) / slope)
+    np.clip(stored, lo, hi, out=stored)
+    return stored.astype(dtype)
 
 
 def _new_slice_dataset(volume: ImageVolume) -> Dataset:
