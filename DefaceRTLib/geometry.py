@@ -121,13 +121,13 @@ class ImageGeometry:
         c = self.corners_lps()
         return c.min(axis=0), c.max(axis=0)
 
-    def overlaps(self, other: "ImageGeometry") -> bool:
+    def overlaps(self, other: ImageGeometry) -> bool:
         """True if the two grids' LPS bounding boxes intersect with positive volume."""
         a0, a1 = self.bounds_lps()
         b0, b1 = other.bounds_lps()
         return bool(np.all(np.minimum(a1, b1) > np.maximum(a0, b0)))
 
-    def same_grid(self, other: "ImageGeometry", tol_mm: float = 1e-3) -> bool:
+    def same_grid(self, other: ImageGeometry, tol_mm: float = 1e-3) -> bool:
         """True if both grids have the same voxels (size, spacing, origin, direction)."""
         return (
             self.size == other.size
@@ -195,10 +195,10 @@ class ImageGeometry:
         return "".join(out)
 
     # ------------------------------------------------------------- derived
-    def with_size_and_origin(self, size: Iterable[int], origin: Iterable[float]) -> "ImageGeometry":
+    def with_size_and_origin(self, size: Iterable[int], origin: Iterable[float]) -> ImageGeometry:
         return ImageGeometry(tuple(size), self.spacing, tuple(origin), self.direction)
 
-    def crop(self, lo: Sequence[int], hi: Sequence[int]) -> "ImageGeometry":
+    def crop(self, lo: Sequence[int], hi: Sequence[int]) -> ImageGeometry:
         """Sub-grid with index ranges ``lo[a] <= index < hi[a]`` (i, j, k order)."""
         lo = np.asarray(lo, dtype=int)
         hi = np.asarray(hi, dtype=int)
@@ -206,7 +206,7 @@ class ImageGeometry:
 
     # ------------------------------------------------------- SimpleITK bridge
     @classmethod
-    def from_sitk(cls, image) -> "ImageGeometry":
+    def from_sitk(cls, image) -> ImageGeometry:
         """Geometry of a 3-D SimpleITK image (SimpleITK uses LPS too)."""
         if image.GetDimension() != 3:
             raise GeometryError(f"expected a 3-D image, got {image.GetDimension()}-D")

@@ -70,7 +70,7 @@ class ImageVolume:
         """SimpleITK image with this volume's values and geometry."""
         return self.geometry.to_sitk(self.array)
 
-    def with_array(self, array: np.ndarray) -> "ImageVolume":
+    def with_array(self, array: np.ndarray) -> ImageVolume:
         """A copy of this volume's metadata holding ``array`` (same grid)."""
         if array.shape != self.geometry.shape:
             raise GeometryError(f"array shape {array.shape} does not match grid {self.geometry.shape}")

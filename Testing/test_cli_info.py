@@ -4,10 +4,10 @@ import subprocess
 import sys
 
 import pytest
+from foundation_helpers import make_geometry, make_volume
 
 from DefaceRTLib.cli import main
 from DefaceRTLib.image import write_image_series
-from foundation_helpers import make_geometry, make_volume
 
 
 def test_help_lists_commands_and_exit_codes(capsys):

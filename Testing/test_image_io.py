@@ -4,11 +4,11 @@ import shutil
 
 import numpy as np
 import pytest
+from foundation_helpers import ORIENTATIONS, make_geometry, make_volume, same_in_lps
 
 from DefaceRTLib import dicom_compat
 from DefaceRTLib.errors import GeometryError, InputError
 from DefaceRTLib.image import read_image, read_image_series, write_image_series
-from foundation_helpers import ORIENTATIONS, make_geometry, make_volume, same_in_lps
 
 
 @pytest.mark.parametrize("orientation", sorted(ORIENTATIONS))

@@ -4,13 +4,13 @@ import os
 
 import numpy as np
 import pytest
+from foundation_helpers import file_tree_bytes
 
 from DefaceRTLib import dicom_compat
 from DefaceRTLib.errors import InputError, OutputError
 from DefaceRTLib.index import index_folder
 from DefaceRTLib.study import atomic_output, check_output_location, load_study, write_study
 from DefaceRTLib.uids import UIDMap
-from foundation_helpers import file_tree_bytes
 
 
 @pytest.fixture
