@@ -281,7 +281,17 @@ def test_outputs_mask_summary_figure(tmp_path, phantom):
     assert int(arr.sum()) == summary["image"]["removed_voxels"] > 0
     study = load_study(phantom.folder)
     assert np.allclose(mask.GetOrigin(), study.image.geometry.origin)
-    assert (out / "defacert" / "deface_qa.png").stat().st_size > 10000
+    # the QA figure shows the original face: beside the output, never in it
+    assert not list(out.rglob("*.png"))
+    assert (tmp_path / "out-qa" / "deface_qa.png").stat().st_size > 10000
+
+
+def test_qa_figures_stay_out_of_output_and_input(tmp_path, phantom):
+    out = tmp_path / "out"
+    assert main(["deface", str(phantom.folder), str(out), "--quiet", "--qa-folder", str(out / "qa")]) == 4
+    assert not out.exists()
+    assert main(["deface", str(phantom.folder), str(out), "--quiet", "--qa-folder", str(tmp_path / "review")]) == 0
+    assert (tmp_path / "review" / "deface_qa.png").is_file() and not (tmp_path / "out-qa").exists()
 
 
 def test_verification_can_fail(tmp_path, phantom):

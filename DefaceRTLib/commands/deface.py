@@ -67,7 +67,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("run")
     g.add_argument("--dry-run", action="store_true", help="report landmarks and what would be removed; write nothing")
     g.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
-    g.add_argument("--no-qa-figure", action="store_true", help="do not write the QA figure")
+    g.add_argument("--no-qa-figure", action="store_true", help="do not write the QA figures")
+    g.add_argument("--qa-folder", type=Path, metavar="DIR",
+                   help="where the QA figures go (they show the original face, so never inside OUTPUT; "
+                        "default OUTPUT-qa beside it)")
     g.add_argument("--no-mask", action="store_true", help="do not write the removed-region labelmap")
     g.add_argument("--quiet", action="store_true", help="no progress display")
     g.add_argument("--json", action="store_true", help="print the run report as JSON")
@@ -101,6 +104,7 @@ def build_options(args: argparse.Namespace):
         pseudonym_map_path=args.pseudonym_map,
         write_mask=not args.no_mask,
         write_qa_figure=not args.no_qa_figure,
+        qa_folder=args.qa_folder,
         uid_salt=args.salt,
     )
 
@@ -159,6 +163,8 @@ def run(args: argparse.Namespace) -> int:
             print("\n".join(_describe(o)))
         if report.pseudonym_map:
             print(f"pseudonym map: {report.pseudonym_map} (keep it confidential; it is outside the output)")
+        if report.qa_folder:
+            print(f"QA figures: {report.qa_folder} (they show the original face; not for sharing)")
     if report.count("input error"):
         print(f"defacert deface: {report.count('input error')} of {len(report.outcomes)} studies had bad input", file=sys.stderr)
         return 3

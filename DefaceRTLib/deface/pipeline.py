@@ -13,6 +13,7 @@ verifies what it wrote (:mod:`.verify`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -51,6 +52,9 @@ class DefaceOptions:
     ``deidentification`` (a :class:`DefaceRTLib.deidentify.DeidentificationOptions`)
     switches header de-identification on; ``pseudonym_map_path`` is where the
     pseudonym CSV goes (outside the output tree; default beside it).
+    ``qa_folder`` is where the QA figures go: they show the original face, so
+    they are never written into the (shareable) output tree; by default they
+    go to ``OUTPUT-qa`` beside it, one ``<study>/deface_qa.png`` per study.
     """
 
     rules: KeywordRules = field(default_factory=KeywordRules)
@@ -61,6 +65,7 @@ class DefaceOptions:
     pseudonym_map_path: Optional[Path] = None
     write_mask: bool = True
     write_qa_figure: bool = True
+    qa_folder: Optional[Path] = None
     uid_salt: Optional[str] = None
 
     def to_dict(self) -> dict:
@@ -266,8 +271,11 @@ def write_result(
     options: DefaceOptions,
     uid_map: Optional[UIDMap] = None,
     finalize: Optional[Callable[[Dataset], None]] = None,
+    qa_file: Optional[Path] = None,
 ) -> Dict[str, List[Path]]:
-    """Write the defaced DICOM objects and the extras into the existing ``folder``."""
+    """Write the defaced DICOM objects and the extras into the existing ``folder``;
+    the QA figure (when ``options.write_qa_figure``) goes to ``qa_file``,
+    which must be outside ``folder``."""
     t = time.perf_counter()
     written = write_study(result.defaced, folder, uid_map=uid_map, finalize=finalize)
     result.timings["write_dicom_s"] = time.perf_counter() - t
@@ -281,12 +289,13 @@ def write_result(
         sitk.WriteImage(img, str(extras / MASK_NAME), True)
         written["mask"] = [extras / MASK_NAME]
         result.timings["write_mask_s"] = time.perf_counter() - t
-    if options.write_qa_figure:
+    if options.write_qa_figure and qa_file is not None:
         t = time.perf_counter()
         from .qa import qa_figure
 
-        qa_figure(result, extras / QA_NAME)
-        written["qa"] = [extras / QA_NAME]
+        qa_file.parent.mkdir(parents=True, exist_ok=True)
+        qa_figure(result, qa_file)
+        written["qa"] = [qa_file]
         result.timings["qa_figure_s"] = time.perf_counter() - t
     return written
 
@@ -327,6 +336,7 @@ class StudyOutcome:
 class RunReport:
     outcomes: List[StudyOutcome] = field(default_factory=list)
     pseudonym_map: Optional[str] = None
+    qa_folder: Optional[str] = None
 
     @property
     def ok(self) -> bool:
@@ -389,8 +399,13 @@ def deface_path(
     output_path = Path(output_path)
     if not input_path.exists():
         raise InputError("no such file or folder", input_path)
+    qa_root = None
     if not dry_run:
         check_output_location(output_path, [input_path], overwrite)
+        if options.write_qa_figure:
+            qa_root = Path(options.qa_folder or output_path.parent / f"{output_path.name}-qa")
+            _check_map_location(qa_root, output_path, input_path, what="the QA figures (they show the original face)")
+            check_output_location(qa_root, [input_path], overwrite)
     index = index_folder(input_path if input_path.is_dir() else input_path.parent)
     entries = [s for s in index.studies() if s.series]
     if not entries:
@@ -409,7 +424,7 @@ def deface_path(
     total = len(entries)
     single = total == 1
 
-    def run_all(tmp: Optional[Path]) -> None:
+    def run_all(tmp: Optional[Path], qa_tmp: Optional[Path] = None) -> None:
         used: set = set()
         for n, entry in enumerate(entries):
             if progress:
@@ -448,7 +463,10 @@ def deface_path(
             folder = tmp / rel
             folder.mkdir(parents=True, exist_ok=True)
             try:
-                outcome = _write_and_verify(result, study, folder, options, pseudonym, source, rel, verify_written)
+                qa_file = qa_tmp / rel / QA_NAME if qa_tmp is not None else None
+                outcome = _write_and_verify(
+                    result, study, folder, options, pseudonym, source, rel, verify_written, qa_file
+                )
             except BaseException:
                 _remove_study_output(folder, tmp)
                 raise
@@ -458,6 +476,8 @@ def deface_path(
                 outcome.message = "input files changed during the run"
             if outcome.status != "ok":
                 _remove_study_output(folder, tmp)
+                if qa_file is not None and qa_file.exists():
+                    qa_file.unlink()
                 outcome.output = None
             report.outcomes.append(outcome)
         if progress:
@@ -466,8 +486,11 @@ def deface_path(
     if dry_run:
         run_all(None)
         return report
-    with atomic_output(output_path, [input_path], overwrite) as tmp:
-        run_all(tmp)
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(atomic_output(output_path, [input_path], overwrite))
+        # entered second, so it is completed (or removed) before the output
+        qa_tmp = stack.enter_context(atomic_output(qa_root, [input_path], overwrite)) if qa_root else None
+        run_all(tmp, qa_tmp)
         if not any(o.status == "ok" for o in report.outcomes):
             first = report.outcomes[0] if report.outcomes else None
             if first is not None and first.status == "input error":
@@ -478,6 +501,7 @@ def deface_path(
         _write_run_report(report, tmp, deid is not None)
         if pseudonyms is not None and map_path is not None:
             pseudonyms.save(map_path, output_root=output_path)
+    report.qa_folder = str(qa_root) if qa_root else None
     return report
 
 
@@ -520,7 +544,7 @@ def _raise_for_orphan_structure_set(index, source: str, study: RTStudy) -> None:
             )
 
 
-def _check_map_location(map_path: Path, output: Path, input_path: Path) -> None:
+def _check_map_location(map_path: Path, output: Path, input_path: Path, what: str = "the pseudonym map") -> None:
     def within(a: Path, b: Path) -> bool:
         try:
             a.resolve().relative_to(b.resolve())
@@ -529,12 +553,12 @@ def _check_map_location(map_path: Path, output: Path, input_path: Path) -> None:
             return False
 
     if within(map_path, output):
-        raise OutputError("the pseudonym map must be written outside the output folder", map_path)
+        raise OutputError(f"{what} must be written outside the output folder", map_path)
     if within(map_path, input_path if input_path.is_dir() else input_path.parent):
-        raise OutputError("the pseudonym map must not be written into the input folder", map_path)
+        raise OutputError(f"{what} must not be written into the input folder", map_path)
 
 
-def _write_and_verify(result, study, folder, options, pseudonym, source, rel, verify_written) -> StudyOutcome:
+def _write_and_verify(result, study, folder, options, pseudonym, source, rel, verify_written, qa_file=None) -> StudyOutcome:
     deid = options.deidentification
     finalize = None
     if deid is not None and pseudonym is not None:
@@ -545,7 +569,7 @@ def _write_and_verify(result, study, folder, options, pseudonym, source, rel, ve
 
     uid_map = UIDMap(salt=options.uid_salt)
     t = time.perf_counter()
-    written = write_result(result, folder, options, uid_map=uid_map, finalize=finalize)
+    written = write_result(result, folder, options, uid_map=uid_map, finalize=finalize, qa_file=qa_file)
     result.timings["write_s"] = time.perf_counter() - t
     t = time.perf_counter()
     verification = verify_written(result, written, options, deidentified=deid is not None)
