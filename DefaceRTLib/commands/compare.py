@@ -14,7 +14,8 @@ DESCRIPTION = (
     "distance definition and, separately, the SlicerRT/plastimatch one), surface Dice, mean surface distances, "
     "volumes, preserved-voxel ratio and centroid shift; with a dose, DVH metrics of both contour versions (and of "
     "the compared study's dose); with both images, the image change (altered volume, HU change, impacted depth) "
-    "whose altered voxels classify structures as on-face or off-face. Writes structures.csv and summary.json "
+    "whose altered voxels (or --removed-mask) classify structures as on-face or off-face; PTV positions use the "
+    "cut planes of a DefaceRT summary when there is one. Writes structures.csv and summary.json "
     "into --out (created complete or not at all)."
 )
 
@@ -26,6 +27,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compared-dose", type=Path, help="second RT Dose (e.g. the defaced one); default: the compared study's")
     parser.add_argument("--mapping", type=Path, help="CSV 'original name,compared name' to pair ROIs with different names")
     parser.add_argument("--removed-mask", type=Path, help="mask image of the removed region (overrides the image difference)")
+    parser.add_argument(
+        "--deface-summary", type=Path,
+        help="DefaceRT deface_summary.json whose cut planes define the removal region for PTV positions (default: "
+             "the one beside --removed-mask, or COMPARED/defacert/deface_summary.json)",
+    )
+    parser.add_argument("--no-deface-summary", action="store_true", help="do not look for a DefaceRT summary")
     parser.add_argument("--out", type=Path, default=Path("compare-report"), help="output folder (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     parser.add_argument("--tolerance-mm", type=float, default=2.0, help="surface Dice tolerance (default: %(default)s mm)")
@@ -42,7 +49,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.supersample < 1:
         raise InputError("--supersample must be 1 or more")
-    inputs = [p for p in (args.original, args.compared, args.dose, args.compared_dose, args.mapping, args.removed_mask) if p]
+    if args.deface_summary and args.no_deface_summary:
+        raise InputError("--deface-summary and --no-deface-summary exclude each other")
+    inputs = [p for p in (args.original, args.compared, args.dose, args.compared_dose, args.mapping, args.removed_mask,
+                          args.deface_summary) if p]
     for p in inputs:
         if not p.exists():
             raise InputError("does not exist", p)
@@ -56,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         compared_dose=args.compared_dose,
         mapping=args.mapping,
         removed_mask=args.removed_mask,
+        deface_summary=False if args.no_deface_summary else args.deface_summary,
         supersample=args.supersample,
         tolerance_mm=args.tolerance_mm,
         on_face_mm=args.on_face_mm,
@@ -67,8 +78,11 @@ def run(args: argparse.Namespace) -> int:
     s = result.summary
     print(f"{len(result.rows)} structures compared; unmatched original: {s['unmatched_original'] or 'none'}; "
           f"unmatched compared: {s['unmatched_compared'] or 'none'}")
+    if "removed_by_defacer" in s:
+        print(f"removed by the defacer: {s['removed_by_defacer'] or 'none'}")
     for r in result.rows:
         print(f"  {r['structure']:<24} Dice {r['dice']:.4f}  HD95 {r['hd95_mm']:.2f} mm  surface Dice {r['surface_dice']:.4f}"
-              + (f"  {'on' if r['on_face'] else 'off'}-face" if "on_face" in r else ""))
+              + (f"  {'on' if r['on_face'] else 'off'}-face" if "on_face" in r else "")
+              + (f"  PTV {r['ptv_position']}" if "ptv_position" in r else ""))
     print(f"report written to {args.out}")
     return 0

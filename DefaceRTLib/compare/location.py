@@ -15,22 +15,34 @@ PTV position relative to the removed region
     * ``"entirely below"``: every PTV voxel centre is inferior to the lowest
       voxel centre of the region (``z_max(PTV) < z_min(region)``);
     * ``"entirely above"``: the mirror case;
-    * ``"same planes, no overlap"``: the z ranges overlap but no PTV voxel is
-      in the region;
+    * ``"same planes without overlap"``: the z ranges overlap but no PTV voxel
+      is in the region;
     * ``"overlapping"``: the PTV shares voxels with the region.
-    Pass the removal region *before* PTVs were protected (for DefaceRT, the
-    anterior-superior box) to see which PTVs the keep list saved; with the
-    removed-voxel mask alone, a protected PTV is reported as "same planes".
+    (The same words as the defacer's ``deface_summary.json``.)
+
+    Which region: the *removal region before kept structures were protected*
+    -- for DefaceRT the anterior-superior box bounded by the two cut planes,
+    :func:`cut_region_mask` of the planes recorded in ``deface_summary.json``
+    (:func:`read_cut_planes`). A PTV that enters that box was kept whole by
+    the keep list and is "overlapping". The removed-voxel mask
+    (``removed_region.nrrd``, or the altered voxels of the image) has a hole
+    where the PTV was protected, so with it alone such a PTV would look like
+    "same planes without overlap"; :func:`ptv_position` therefore takes the
+    removal region, and the comparison pipeline reads the cut planes whenever
+    a DefaceRT summary is available.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from pathlib import Path
+from typing import Optional, Tuple, Union
 
 import numpy as np
 
+from ..errors import InputError
 from ..geometry import ImageGeometry
 from .surface import boundary_voxels, bounding_box, nearest_distances
 
@@ -38,7 +50,7 @@ DEFAULT_ON_FACE_MM = 5.0
 
 POSITION_BELOW = "entirely below"
 POSITION_ABOVE = "entirely above"
-POSITION_SAME_PLANES = "same planes, no overlap"
+POSITION_SAME_PLANES = "same planes without overlap"
 POSITION_OVERLAPPING = "overlapping"
 POSITION_EMPTY = "empty"
 
@@ -143,7 +155,8 @@ class PTVPosition:
 
 
 def ptv_position(ptv: np.ndarray, region: np.ndarray, geometry: ImageGeometry) -> PTVPosition:
-    """Position of a PTV relative to the removed (or removal) region, both on ``geometry``."""
+    """Position of a PTV relative to the removal region (before protection, see
+    module docstring), both masks on ``geometry``."""
     zp = z_range_mm(ptv, geometry)
     zr = z_range_mm(region, geometry)
     if zp is None or zr is None:
@@ -159,3 +172,32 @@ def ptv_position(ptv: np.ndarray, region: np.ndarray, geometry: ImageGeometry) -
     else:
         category = POSITION_SAME_PLANES
     return PTVPosition(category, zp, zr, zr[0] - zp[1], distance)
+
+
+# ------------------------------------------------------- DefaceRT's cut planes
+def read_cut_planes(summary: Union[str, Path, dict]):
+    """The cut planes a DefaceRT run recorded (``deface_summary.json``, its path
+    or its parsed dict) as a :class:`~DefaceRTLib.deface.region.CutRegion`:
+    removed where ``z >= eye_plane_z_mm`` and ``y <= coronal_plane_y_mm`` (LPS
+    mm, margins included), before kept structures were protected."""
+    from ..deface.region import CutRegion
+
+    where = None
+    if not isinstance(summary, dict):
+        where = Path(summary)
+        try:
+            summary = json.loads(where.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InputError(f"cannot read DefaceRT summary ({exc})", where) from exc
+    cut = summary.get("cut") if isinstance(summary, dict) else None
+    try:
+        return CutRegion(z_cut=float(cut["eye_plane_z_mm"]), y_cut=float(cut["coronal_plane_y_mm"]))
+    except (TypeError, KeyError, ValueError) as exc:
+        raise InputError("not a DefaceRT summary: no 'cut' with 'eye_plane_z_mm' and 'coronal_plane_y_mm'", where) from exc
+
+
+def cut_region_mask(cut, geometry: ImageGeometry) -> np.ndarray:
+    """Boolean ``[k, j, i]`` mask of the analytic removal region of ``cut`` (a
+    ``CutRegion``) on ``geometry`` (any orientation; voxel centres on a plane
+    count as inside, as in the defacer)."""
+    return cut.analytic_mask(geometry)

@@ -9,8 +9,17 @@ Inputs
 What is compared
     * every matched ROI pair (:mod:`.structures`);
     * the images, when both sides have one (:mod:`.image_change`); its
-      altered voxels are the *removed region* used for on-face classification
-      and PTV positions, unless a removed-region mask file is given;
+      altered voxels are the *removed region* used for on-face classification,
+      unless a removed-region mask file is given (DefaceRT writes
+      ``defacert/removed_region.nrrd``);
+    * PTV positions use the *removal region before protection* (see
+      :mod:`.location`): the cut planes of a DefaceRT summary
+      (``deface_summary``, by default ``defacert/deface_summary.json`` of the
+      compared study, or the one beside the removed-region mask); without a
+      summary, the removed region (where a protected PTV appears as "same
+      planes without overlap"). ``summary.json`` says which was used
+      (``ptv_position_region``) and, with a summary, lists the ROIs the
+      defacer deleted (``removed_by_defacer``);
     * the dose: ``dose`` (default: the original study's RT Dose) for both
       contour versions, and ``compared_dose`` (default: the compared study's RT
       Dose) for original-vs-defaced dose differences.
@@ -75,6 +84,24 @@ def read_dose(path):
     return DoseVolume.read(path)
 
 
+def find_deface_summary(compared, removed_mask=None) -> Optional[Path]:
+    """The DefaceRT summary that belongs to a defaced study: beside the
+    removed-region mask, or in the compared study's ``defacert/`` folder
+    (``compared`` may be the study folder or a file in it)."""
+    from ..deface.pipeline import EXTRAS_DIR, SUMMARY_NAME
+
+    candidates = []
+    if removed_mask is not None:
+        candidates.append(Path(removed_mask).parent / SUMMARY_NAME)
+    c = Path(compared)
+    folder = c if c.is_dir() else c.parent
+    candidates.append(folder / EXTRAS_DIR / SUMMARY_NAME)
+    for p in candidates:
+        if p.is_file():
+            return p
+    return None
+
+
 def read_mask(path, geometry: ImageGeometry) -> np.ndarray:
     """A mask image (NIfTI/NRRD/...; non-zero = inside) resampled (nearest) onto ``geometry``."""
     from ..image import read_itk_image
@@ -116,13 +143,18 @@ def compare_studies(
     compared_dose=None,
     mapping=None,
     removed_mask=None,
+    deface_summary=None,
     supersample: int = 1,
     tolerance_mm: float = 2.0,
     on_face_mm: float = 5.0,
     keep_masks: bool = False,
     progress: Optional[ProgressCallback] = None,
 ) -> StudyComparison:
-    """Run every comparison between two versions of one patient (see module docstring)."""
+    """Run every comparison between two versions of one patient (see module docstring).
+
+    ``deface_summary``: path of a DefaceRT ``deface_summary.json`` (or its
+    dict) whose cut planes define the removal region for PTV positions;
+    ``None`` looks for one (:func:`find_deface_summary`), ``False`` uses none."""
     a = load_side(original, "original")
     b = load_side(compared, "compared")
     if a.structure_set is None:
@@ -151,6 +183,24 @@ def compare_studies(
         summary["removed_region"] = str(removed_mask)
     if removed is not None:
         summary["removed_volume_cc"] = float(np.count_nonzero(removed) * geometry.voxel_volume_mm3 / 1000.0)
+    if deface_summary is None:
+        deface_summary = find_deface_summary(b.path, removed_mask)
+    cut = None
+    defacer_removed: List[str] = []
+    if deface_summary is not False and deface_summary is not None:
+        from .location import read_cut_planes
+
+        cut = read_cut_planes(deface_summary)
+        source = "DefaceRT summary" if isinstance(deface_summary, dict) else str(deface_summary)
+        summary["ptv_position_region"] = {"source": source, **cut.to_dict()}
+        if not isinstance(deface_summary, dict):
+            deface_summary = json.loads(Path(deface_summary).read_text(encoding="utf-8"))
+        defacer_removed = list(((deface_summary.get("structures") or {}).get("removed_rois")) or [])
+    elif removed is not None:
+        summary["ptv_position_region"] = {
+            "source": "removed region (" + ("mask file" if removed_mask is not None else "altered image voxels") + ")",
+            "note": "no cut planes: a PTV protected inside the cut region appears as 'same planes without overlap'",
+        }
     mapping_dict = structures.read_mapping(mapping) if mapping else None
     dose_a = read_dose(dose) if dose else a.dose
     dose_b = read_dose(compared_dose) if compared_dose else b.dose
@@ -169,6 +219,7 @@ def compare_studies(
         dose=(dose_a.array, dose_a.geometry) if dose_a is not None else None,
         dose_b=(dose_b.array, dose_b.geometry) if (dose_a is not None and dose_b is not None and dose_b is not dose_a) else None,
         removed=removed,
+        removal=cut,
         on_face_mm=on_face_mm,
         keep_masks=keep_masks,
         progress=progress,
@@ -176,6 +227,8 @@ def compare_studies(
     summary["matched"] = [list(p) for p in result.match.pairs]
     summary["unmatched_original"] = result.match.unmatched_original
     summary["unmatched_compared"] = result.match.unmatched_compared
+    if cut is not None:
+        summary["removed_by_defacer"] = [n for n in result.match.unmatched_original if n in defacer_removed]
     image = ref_image.array if keep_masks else None
     return StudyComparison(result.rows, summary, result.geometry, image, result.masks)
 

@@ -146,6 +146,7 @@ def compare_structure_sets(
     dose: Optional[Tuple[np.ndarray, ImageGeometry]] = None,
     dose_b: Optional[Tuple[np.ndarray, ImageGeometry]] = None,
     removed: Optional[np.ndarray] = None,
+    removal=None,
     on_face_mm: float = location.DEFAULT_ON_FACE_MM,
     keep_masks: bool = False,
     progress: Optional[Callable[[int, int, str], None]] = None,
@@ -154,8 +155,12 @@ def compare_structure_sets(
 
     ``geometry`` is the common grid (the original CT's); ``dose`` / ``dose_b``
     are ``(array Gy, dose geometry)``; ``removed`` is a mask of the removed
-    region on ``geometry`` (for on-face classification and PTV position).
-    Returns one row (dict) per matched pair."""
+    region on ``geometry`` (for on-face classification, and PTV position
+    when ``removal`` is not given); ``removal`` is the removal region before
+    kept structures were protected, for PTV positions (see
+    :mod:`.location`): a mask on ``geometry`` or a
+    :class:`~DefaceRTLib.deface.region.CutRegion` (evaluated on the
+    comparison grid). Returns one row (dict) per matched pair."""
     match = match_rois(original.names(), compared.names(), mapping)
     grid = supersampled(geometry, supersample)
     dose_a_grid = dvh.sample_dose(dose[0], dose[1], grid) if dose is not None else None
@@ -163,6 +168,14 @@ def compare_structure_sets(
     removed_grid = None
     if removed is not None:
         removed_grid = removed if grid is geometry else _nearest(removed, geometry, grid)
+    removal_grid = None
+    if removal is not None:
+        if hasattr(removal, "analytic_mask"):
+            removal_grid = location.cut_region_mask(removal, grid)
+        else:
+            removal_grid = removal if grid is geometry else _nearest(removal, geometry, grid)
+    proximity_grid = removed_grid if removed_grid is not None else removal_grid
+    position_grid = removal_grid if removal_grid is not None else removed_grid
     rows: List[Dict[str, object]] = []
     masks: Dict[str, Tuple[np.ndarray, np.ndarray]] = {}
     total = len(match.pairs)
@@ -180,12 +193,12 @@ def compare_structure_sets(
             "interpreted_type": roi_a.interpreted_type,
         }
         row.update(m.to_dict())
-        if removed_grid is not None:
-            prox = location.classify_on_face(mask_a, grid, removed=removed_grid, threshold_mm=on_face_mm)
+        if proximity_grid is not None:
+            prox = location.classify_on_face(mask_a, grid, removed=proximity_grid, threshold_mm=on_face_mm)
             row["distance_to_removed_mm"] = prox.distance_mm
             row["on_face"] = prox.on_face
-            if is_target(name_a, roi_a.interpreted_type):
-                row["ptv_position"] = location.ptv_position(mask_a, removed_grid, grid).category
+        if position_grid is not None and is_target(name_a, roi_a.interpreted_type):
+            row["ptv_position"] = location.ptv_position(mask_a, position_grid, grid).category
         if dose_a_grid is not None:
             da = dvh.dose_metrics(dose_a_grid, mask_a, grid.voxel_volume_mm3)
             db = dvh.dose_metrics(dose_a_grid, mask_b, grid.voxel_volume_mm3)
