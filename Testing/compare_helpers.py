@@ -75,3 +75,65 @@ def write_patient(folder: Path, defaced: bool, seed: int = 0, patient_id: str = 
     rd = B.rtdose(ident, B._uid(rng), B._uid(rng), None, stored, (-46.0, -46.0, -22.0), IOP, (dx, dx), [dx * f for f in range(12)], scaling)
     dicom_compat.save(rd, folder / "RD.dcm")
     return folder
+
+
+# ---------------------------------------------------------- report tables
+#: (column title, structures.csv key, format) of the per-structure table for issue notes
+TABLE_COLUMNS = (
+    ("Dice", "dice", "{:.4f}"),
+    ("HD95 mm", "hd95_mm", "{:.2f}"),
+    ("HD mm", "hausdorff_mm", "{:.2f}"),
+    ("sDice 2mm", "surface_dice", "{:.4f}"),
+    ("MSD mm", "msd_symmetric_mm", "{:.3f}"),
+    ("preserved", "preserved_ratio", "{:.4f}"),
+    ("dist mm", "distance_to_removed_mm", "{:.1f}"),
+    ("face", "on_face", None),
+    ("PTV position", "ptv_position", None),
+    ("D0.01cc Gy", "a_D0.01cc_Gy", "{:.3f}"),
+    ("dD0.01cc contour", "contour_D0.01cc_Gy_diff", "{:.3f}"),
+    ("dD0.01cc dose", "dose_D0.01cc_Gy_diff", "{:.3f}"),
+    ("dDmean dose", "dose_Dmean_Gy_diff", "{:.3f}"),
+)
+
+
+def structure_table(rows, summary):
+    """One dict per ROI (matched rows, then ROIs only in the original / only in
+    the compared study) with the columns of :data:`TABLE_COLUMNS` formatted."""
+    removed = set(summary.get("removed_by_defacer") or [])
+    out = []
+    for r in rows:
+        t = {"structure": r["structure"], "status": "matched"}
+        for title, key, fmt in TABLE_COLUMNS:
+            v = r.get(key, "")
+            if key == "on_face" and v != "":
+                v = "on" if v else "off"
+            elif fmt and v != "" and v is not None:
+                v = fmt.format(float(v))
+            t[title] = v
+        out.append(t)
+    for name in summary.get("unmatched_original", []):
+        out.append({"structure": name, "status": "removed by defacer" if name in removed else "only in original"})
+    for name in summary.get("unmatched_compared", []):
+        out.append({"structure": name, "status": "only in compared"})
+    return out
+
+
+def format_table(table) -> str:
+    """Markdown table of :func:`structure_table` rows."""
+    cols = ["structure", "status"] + [c[0] for c in TABLE_COLUMNS]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for t in table:
+        lines.append("| " + " | ".join(str(t.get(c, "")) for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def write_table_csv(table, path: Path) -> Path:
+    import csv
+
+    cols = ["structure", "status"] + [c[0] for c in TABLE_COLUMNS]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=cols, restval="")
+        w.writeheader()
+        w.writerows(table)
+    return path
