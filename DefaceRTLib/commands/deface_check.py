@@ -6,7 +6,7 @@ import json
 
 from ._face_options import add_face_options, face_options, landmarks
 
-HELP = "check a defaced image from any defacer against its original: eyes/nose/mouth surface and recognition distance"
+HELP = "check a defaced image from any defacer against its original: eyes/nose/mouth/forehead surface and recognition distance"
 DESCRIPTION = (
     HELP
     + ". Exit 0 when the verdict is 'defaced', 1 when a face is still present (reasons are printed)."
@@ -20,7 +20,7 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--require",
         default="eyes",
-        help="comma-separated regions that must be removed: eyes, nose, mouth (default: eyes)",
+        help="comma-separated regions that must be removed: eyes, nose, mouth, forehead (default: eyes)",
     )
     parser.add_argument("--save-renders", metavar="PREFIX", default=None, help="write PREFIX_original.png, PREFIX_defaced.png")
     parser.add_argument("--json", dest="json_out", default=None, help="also write the report as JSON here")

@@ -3,7 +3,7 @@
 Given an original scan and its defaced version (ours, or the NIfTI/DICOM
 output of pydeface, fsl_deface, mask_face, mri_reface, ...; any grid, same
 patient frame of reference), both are rendered with the same camera, placed
-from the original's face landmarks. For the eye, nose and mouth regions
+from the original's face landmarks. For the eye, nose, mouth and forehead regions
 (discs around the projected landmarks) the check measures the fraction of the
 original's surface pixels that are still there in the defaced render (depth
 within ``tolerance_mm``). A region "carries surface" when at least
@@ -35,8 +35,12 @@ from .surface import auto_iso_value
 DEFAULT_THRESHOLD = 0.15
 
 #: Region radii in mm at the face-centre plane.
-REGION_RADII_MM = {"eyes": 14.0, "nose": 12.0, "mouth": 14.0}
-REGIONS = ("eyes", "nose", "mouth")
+REGION_RADII_MM = {"eyes": 14.0, "nose": 12.0, "mouth": 14.0, "forehead": 18.0}
+REGIONS = ("eyes", "nose", "mouth", "forehead")
+#: The forehead region is centred this far above the eye midpoint (mm, along
+#: the image's up direction at the face-centre plane): mid-forehead of adults
+#: (the brow ridge is ~15 mm, the hairline ~60 mm above the pupils).
+FOREHEAD_ABOVE_EYES_MM = 40.0
 
 
 @dataclass
@@ -86,6 +90,32 @@ def _disc(shape, centre, radius_px) -> np.ndarray:
     return (xx - centre[0]) ** 2 + (yy - centre[1]) ** 2 <= radius_px**2
 
 
+def region_centres_px(render: Render) -> Dict[str, List[tuple]]:
+    """Disc centres (image pixels, x right, y down) of each face region of a render."""
+    lm = render.landmarks_px
+    re_, le = np.asarray(lm["right_eye"], float), np.asarray(lm["left_eye"], float)
+    mid = (re_ + le) / 2.0
+    forehead = (float(mid[0]), float(mid[1] - FOREHEAD_ABOVE_EYES_MM / render.view.mm_per_pixel))
+    return {
+        "eyes": [lm["right_eye"], lm["left_eye"]],
+        "nose": [lm["nose_tip"]],
+        "mouth": [lm["mouth"]],
+        "forehead": [forehead],
+    }
+
+
+def region_masks(render: Render) -> Dict[str, np.ndarray]:
+    """Boolean pixel masks of the face regions (discs, restricted to the render's surface)."""
+    mm_px = render.view.mm_per_pixel
+    out = {}
+    for name, centres in region_centres_px(render).items():
+        m = np.zeros(render.depth.shape, dtype=bool)
+        for c in centres:
+            m |= _disc(render.depth.shape, c, REGION_RADII_MM[name] / mm_px)
+        out[name] = m & render.foreground
+    return out
+
+
 def region_status(
     original: Render,
     defaced: Render,
@@ -96,11 +126,7 @@ def region_status(
     if original.image.shape != defaced.image.shape:
         raise ValueError("renders must share the view")
     mm_px = original.view.mm_per_pixel
-    centres = {
-        "eyes": [original.landmarks_px["right_eye"], original.landmarks_px["left_eye"]],
-        "nose": [original.landmarks_px["nose_tip"]],
-        "mouth": [original.landmarks_px["mouth"]],
-    }
+    centres = region_centres_px(original)
     out = {}
     for name in REGIONS:
         fractions = []

@@ -432,3 +432,26 @@ def read_table(path) -> List[dict]:
     for r in rows:
         r["distance"] = float(r["distance"])
     return rows
+
+
+# --------------------------------------------------------------- calibration
+#: Small set-up changes between two scans of one patient used to calibrate the
+#: threshold and in the real-data tests: (yaw about the superior axis, pitch
+#: about the left-right axis, degrees; shift LPS mm).
+POSE_CHANGES = ((3.0, 2.0, (3.0, -2.0, 4.0)), (-2.0, -3.0, (-4.0, 3.0, -2.0)))
+
+
+def rigid_pose_change(array: np.ndarray, geometry, yaw_deg: float, pitch_deg: float, shift_mm, centre_lps) -> np.ndarray:
+    """The volume as if the patient had been set up turned by ``yaw_deg``
+    (about the superior axis through ``centre_lps``), nodded by ``pitch_deg``
+    and shifted by ``shift_mm`` (LPS mm); resampled (linear) on the same grid,
+    outside filled with the volume's minimum (air)."""
+    import SimpleITK as sitk
+
+    tr = sitk.Euler3DTransform()
+    tr.SetCenter(tuple(float(c) for c in centre_lps))
+    tr.SetRotation(float(np.deg2rad(pitch_deg)), 0.0, float(np.deg2rad(yaw_deg)))
+    tr.SetTranslation(tuple(float(s) for s in shift_mm))
+    im = geometry.to_sitk(np.asarray(array, dtype=np.float32))
+    out = sitk.Resample(im, im, tr, sitk.sitkLinear, float(np.min(array)))
+    return sitk.GetArrayFromImage(out)
