@@ -6,7 +6,9 @@ Geometry first
 Images that went through another tool (for example a NIfTI round trip for
 mri_reface or pydeface) can come back reoriented, flipped or shifted.
 :func:`check_alignment` compares the two grids in patient space (LPS) and, when
-both arrays are given, also their content (the "body" above ``air_hu``):
+both arrays are given, also their content (the voxels above ``air_hu``,
+without connected-component labelling: whatever else is in the image moves
+with the patient):
 
 * same grid: compared voxel by voxel;
 * same voxels in another orientation (axes flipped or permuted, origin moved
@@ -14,9 +16,16 @@ both arrays are given, also their content (the "body" above ``air_hu``):
   original grid and reported as ``reoriented``;
 * different but overlapping grid (other spacing or extent): resampled
   (linear) and reported as ``resampled``;
-* content that matches much better after flipping an axis, or whose body
-  centroid moved by more than ``max_shift_mm``: reported as ``flipped`` /
-  ``shifted``, and :func:`image_change` raises
+* content that matches much better after flipping an axis: ``flipped``;
+* content that moved: ``shifted``, when more than ``max_added_fraction``
+  (default 2 %) of the compared body lies outside the original body (a
+  defacer removes or replaces the face, it does not add tissue elsewhere), or
+  when the body centroid moved by more than ``max_shift_mm`` with a body Dice
+  below 0.9, or when none of its body lands where the original's is (for
+  example a header that lost its orientation). The reported
+  ``content_shift_mm`` is the body-centroid shift
+  (which includes the few mm a removed face moves the centroid);
+* for ``flipped`` and ``shifted`` :func:`image_change` raises
   :class:`~DefaceRTLib.errors.GeometryError` with that description instead of
   computing meaningless differences;
 * grids that do not overlap: ``disjoint``, error as well.
@@ -52,6 +61,7 @@ from ..geometry import ANATOMICAL_DIRECTIONS, ImageGeometry, resample
 DEFAULT_AIR_HU = -400.0
 DEFAULT_TOLERANCE_HU = 1.0
 DEFAULT_MAX_SHIFT_MM = 10.0
+DEFAULT_MAX_ADDED_FRACTION = 0.02
 
 ALIGN_SAME = "same grid"
 ALIGN_REORIENTED = "reoriented"
@@ -75,6 +85,8 @@ class AlignmentReport:
     bounds_shift_mm: Tuple[float, float, float] = (0.0, 0.0, 0.0)
     content_shift_mm: Optional[Tuple[float, float, float]] = None
     body_dice: Optional[float] = None
+    added_fraction: Optional[float] = None
+    """Fraction of the compared body (on the original grid) outside the original body."""
 
     def to_dict(self) -> Dict[str, object]:
         return dict(self.__dict__)
@@ -99,10 +111,13 @@ def _grid_relation(a: ImageGeometry, b: ImageGeometry) -> Tuple[str, List[str], 
         return ALIGN_SAME, flipped, permuted, shift
     if not a.overlaps(b):
         return ALIGN_DISJOINT, flipped, permuted, shift
+    # NIfTI stores spacing and affine as float32: compare with a tolerance
+    pairs_a = sorted(zip(a.size, a.spacing))
+    pairs_b = sorted(zip(b.size, b.spacing))
     same_voxels = (
         np.allclose(a0, b0, atol=1e-3)
         and np.allclose(a1, b1, atol=1e-3)
-        and sorted(zip(a.spacing, a.size)) == sorted(zip(b.spacing, b.size))
+        and all(na == nb and abs(sa - sb) <= 1e-4 for (na, sa), (nb, sb) in zip(pairs_a, pairs_b))
     )
     return (ALIGN_REORIENTED if same_voxels else ALIGN_RESAMPLED), flipped, permuted, shift
 
@@ -141,8 +156,25 @@ def check_alignment(
     compared: Optional[np.ndarray] = None,
     air_hu: float = DEFAULT_AIR_HU,
     max_shift_mm: float = DEFAULT_MAX_SHIFT_MM,
+    max_added_fraction: float = DEFAULT_MAX_ADDED_FRACTION,
 ) -> AlignmentReport:
     """Compare two images' grids (and content, when arrays are given); see module docstring."""
+    return _check_alignment(
+        original_geometry, compared_geometry, original, compared, air_hu, max_shift_mm, max_added_fraction
+    )[0]
+
+
+def _check_alignment(
+    original_geometry: ImageGeometry,
+    compared_geometry: ImageGeometry,
+    original: Optional[np.ndarray],
+    compared: Optional[np.ndarray],
+    air_hu: float,
+    max_shift_mm: float,
+    max_added_fraction: float,
+) -> Tuple[AlignmentReport, Optional[np.ndarray]]:
+    """:func:`check_alignment`, also returning the compared array on the
+    original grid (None without arrays or when the grids are disjoint)."""
     status, flipped, permuted, shift = _grid_relation(original_geometry, compared_geometry)
     shift_t = tuple(float(v) for v in shift)
     if status == ALIGN_DISJOINT:
@@ -150,7 +182,7 @@ def check_alignment(
             status, False,
             f"the compared image does not overlap the original in patient space (centres {np.round(shift, 1)} mm apart)",
             flipped, permuted, shift_t,
-        )
+        ), None
     if status == ALIGN_SAME:
         message = "same grid"
     elif status == ALIGN_REORIENTED:
@@ -159,15 +191,27 @@ def check_alignment(
         message = "different grid; resampled linearly onto the original grid"
     report = AlignmentReport(status, True, message, flipped, permuted, shift_t)
     if original is None or compared is None:
-        return report
+        return report, None
     moved = bring_to_grid(compared, compared_geometry, original_geometry, status != ALIGN_RESAMPLED)
-    body_a = _body(np.asarray(original), air_hu)
-    body_b = _body(np.asarray(moved), air_hu)
-    dice = _dice(body_a, body_b)
+    # plain thresholds (no labelling): cheap on full volumes, and anything
+    # else in the image (couch, mask) moves or flips with the patient
+    body_a = np.asarray(original) > air_hu
+    body_b = np.asarray(moved) > air_hu
+    n_a, n_b = int(np.count_nonzero(body_a)), int(np.count_nonzero(body_b))
+    common = int(np.count_nonzero(body_a & body_b))
+    dice = 2.0 * common / (n_a + n_b) if n_a + n_b else 1.0
     report.body_dice = dice
-    if body_a.any() and body_b.any():
-        ca = np.argwhere(body_a).mean(axis=0)[::-1]
-        cb = np.argwhere(body_b).mean(axis=0)[::-1]
+    if n_a and not n_b:
+        report.status, report.usable = ALIGN_SHIFTED, False
+        report.message = (
+            "none of the compared image's body lies on the original grid where the original's body is "
+            f"(grid centres {np.round(shift, 1).tolist()} mm apart); its geometry header is wrong"
+        )
+        return report, moved
+    if n_a and n_b:
+        report.added_fraction = (n_b - common) / n_b
+        ca = _centroid(body_a, n_a)
+        cb = _centroid(body_b, n_b)
         c_shift = original_geometry.index_to_lps(cb) - original_geometry.index_to_lps(ca)
         report.content_shift_mm = tuple(float(v) for v in c_shift)
         # flipped content: a flip of some array axis matches clearly better
@@ -186,15 +230,28 @@ def check_alignment(
                 f"image content is flipped along the {name} axis relative to the original "
                 f"(body Dice {dice:.2f}, {best:.2f} after flipping); its geometry header is wrong"
             )
-            return report
-        # the body may legitimately lose the face, so allow a few mm of centroid motion
-        if float(np.linalg.norm(c_shift)) > max_shift_mm and dice < 0.9:
+            return report, moved
+        # the body may legitimately lose the face (centroid moves a few mm,
+        # nothing is added), but content outside the original body means a move
+        far = float(np.linalg.norm(c_shift)) > max_shift_mm and dice < 0.9
+        if report.added_fraction > max_added_fraction or far:
             report.status, report.usable = ALIGN_SHIFTED, False
             report.message = (
-                f"image content is shifted by {np.round(c_shift, 1).tolist()} mm (LPS) relative to the original "
+                f"image content is shifted by about {np.round(c_shift, 1).tolist()} mm (LPS, body centroid) relative "
+                f"to the original: {100 * report.added_fraction:.1f} % of its body lies outside the original body "
                 f"(body Dice {dice:.2f}); its origin is wrong"
             )
-    return report
+    return report, moved
+
+
+def _centroid(mask: np.ndarray, count: int) -> np.ndarray:
+    """Mean (i, j, k) index of a non-empty mask, from per-axis projections."""
+    out = np.zeros(3)
+    for axis in range(3):
+        others = tuple(a for a in range(3) if a != axis)
+        counts = np.count_nonzero(mask, axis=others)
+        out[2 - axis] = np.dot(counts, np.arange(counts.size, dtype=np.float64)) / count
+    return out
 
 
 @dataclass
@@ -257,17 +314,20 @@ def image_change(
     tolerance_hu: float = DEFAULT_TOLERANCE_HU,
     keep_delta: bool = False,
     max_shift_mm: float = DEFAULT_MAX_SHIFT_MM,
+    max_added_fraction: float = DEFAULT_MAX_ADDED_FRACTION,
 ) -> ImageChange:
     """Measure how ``compared`` (e.g. a defaced CT) differs from ``original``.
 
     Raises :class:`~DefaceRTLib.errors.GeometryError` (with the alignment
     report's message) when the images cannot be compared voxel by voxel."""
     compared_geometry = compared_geometry or original_geometry
-    report = check_alignment(original_geometry, compared_geometry, original, compared, air_hu, max_shift_mm)
+    report, moved = _check_alignment(
+        original_geometry, compared_geometry, original, compared, air_hu, max_shift_mm, max_added_fraction
+    )
     if not report.usable:
         raise GeometryError(report.message)
     a = np.asarray(original, dtype=np.float32)
-    b = bring_to_grid(compared, compared_geometry, original_geometry, report.status != ALIGN_RESAMPLED).astype(np.float32)
+    b = np.asarray(moved, dtype=np.float32)
     delta = b - a
     absd = np.abs(delta)
     altered = absd > tolerance_hu
