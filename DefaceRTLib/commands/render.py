@@ -10,7 +10,9 @@ HELP = "render the skin surface of a CT/MR (DICOM folder, NIfTI, NRRD) frontally
 DESCRIPTION = (
     HELP
     + ". The camera faces the patient's anterior side, centred on the face (landmarks given or estimated), "
-    "with a fixed field of view in mm so renders of a cohort are comparable."
+    "with a fixed field of view in mm so renders of a cohort are comparable. With --surface body the surface is "
+    "the BODY (EXTERNAL) contour of an RT Structure Set (the one in the IMAGE folder, or --rtstruct), "
+    "rasterised on the image grid, instead of the CT iso-surface."
 )
 
 
@@ -19,6 +21,18 @@ def add_arguments(parser) -> None:
     parser.add_argument("output", help="PNG file to write")
     parser.add_argument("--depth", default=None, help="also write the depth map (mm from the camera plane) as .npy")
     parser.add_argument("--detect", action="store_true", help="also run the face detector and print its result")
+    parser.add_argument(
+        "--surface",
+        choices=("skin", "body"),
+        default="skin",
+        help="skin: CT/MR iso-surface (default); body: the BODY contour of the RT Structure Set",
+    )
+    parser.add_argument(
+        "--rtstruct",
+        default=None,
+        help="RT Structure Set file for --surface body (default: the one in the IMAGE folder)",
+    )
+    parser.add_argument("--roi", default=None, help="outline ROI for --surface body (default: EXTERNAL type, or BODY/External/Skin)")
     add_face_options(parser)
 
 
@@ -27,7 +41,7 @@ def run(args) -> int:
 
     import numpy as np
 
-    from ..errors import OutputError
+    from ..errors import InputError, OutputError
     from ..face.distance import render_volume
     from ..face.io import load_volume
 
@@ -35,9 +49,15 @@ def run(args) -> int:
     if not os.path.isdir(out_dir):
         raise OutputError("folder does not exist", out_dir)
     opts = face_options(args)
-    arr, geom = load_volume(args.image)
-    render, lm = render_volume(arr, geom, landmarks(args), opts, where=args.image)
-    info = {"output": args.output, "landmarks_lps_mm": lm.as_dict(), "landmarks_px": render.landmarks_px}
+    if args.surface == "body":
+        render, lm, source = _render_body(args, opts)
+    else:
+        if args.rtstruct or args.roi:
+            raise InputError("--rtstruct and --roi need --surface body")
+        arr, geom = load_volume(args.image)
+        render, lm = render_volume(arr, geom, landmarks(args), opts, where=args.image)
+        source = "iso-surface"
+    info = {"output": args.output, "surface": source, "landmarks_lps_mm": lm.as_dict(), "landmarks_px": render.landmarks_px}
     if args.detect:
         from ..face.backends import get_backend
 
@@ -54,3 +74,36 @@ def run(args) -> int:
             raise OutputError(f"cannot write depth map: {exc}", args.depth) from exc
     print(json.dumps(info, indent=2))
     return 0
+
+
+def _render_body(args, opts):
+    """Render of the BODY contour: structure set from --rtstruct or the IMAGE folder, grid from IMAGE."""
+    from pathlib import Path
+
+    from ..errors import InputError
+    from ..face.distance import render_body_contour
+    from ..face.surface import body_roi
+    from ..image import read_image
+    from ..rtstruct import StructureSet
+
+    image = Path(args.image)
+    if args.rtstruct:
+        volume = read_image(image, modality="", allow_oblique=True)
+        geom = volume.geometry
+        ss = StructureSet.read(args.rtstruct)
+        where = args.rtstruct
+        image_for, ss_for = volume.frame_of_reference_uid, ss.frame_of_reference_uid
+        if image_for and ss_for and image_for != ss_for:
+            raise InputError(f"structure set is in frame of reference {ss_for}, the image in {image_for}", where)
+    else:
+        if not image.is_dir():
+            raise InputError("--surface body needs a DICOM folder with an RT Structure Set, or --rtstruct", image)
+        from ..study import load_study
+
+        study = load_study(image, modality="", allow_oblique=True)
+        if study.structure_set is None:
+            raise InputError("no RT Structure Set in this folder (give one with --rtstruct)", image)
+        ss, geom = study.structure_set, study.image.geometry
+        where = str(ss.path or image)
+    render, lm = render_body_contour(ss, geom, landmarks(args), opts, roi_name=args.roi, where=where)
+    return render, lm, f"RTSTRUCT ROI {body_roi(ss, args.roi).name!r}"

@@ -91,6 +91,29 @@ def render_volume(
     """Skin-surface render of a volume; returns ``(Render, FaceLandmarks)``."""
     options = options or FaceOptions()
     poly = skin_surface(array, geometry, iso_value=options.iso_value, sigma_voxels=options.sigma_voxels, where=where)
+    return render_mesh(poly, landmarks, options)
+
+
+def render_body_contour(
+    structure_set,
+    geometry: ImageGeometry,
+    landmarks: Optional[FaceLandmarks] = None,
+    options: Optional[FaceOptions] = None,
+    roi_name: Optional[str] = None,
+    where=None,
+):
+    """Render of the BODY contour of an RT Structure Set (rasterised on
+    ``geometry``, the CT grid); returns ``(Render, FaceLandmarks)``."""
+    from .surface import body_surface
+
+    options = options or FaceOptions()
+    poly = body_surface(structure_set, geometry, roi_name, where=where, sigma_voxels=options.sigma_voxels)
+    return render_mesh(poly, landmarks, options)
+
+
+def render_mesh(poly, landmarks: Optional[FaceLandmarks] = None, options: Optional[FaceOptions] = None):
+    """Render a surface mesh (LPS mm); landmarks estimated from it when not given."""
+    options = options or FaceOptions()
     if landmarks is None:
         landmarks = estimate_landmarks(surface_points(poly))
     return render_surface(poly, landmarks, options.view, color=options.color), landmarks

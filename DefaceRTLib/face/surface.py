@@ -228,3 +228,41 @@ def surface_points(poly) -> np.ndarray:
 def surface_from_contour_points(contour_points: Sequence[np.ndarray], geometry: ImageGeometry, **kwargs):
     """BODY-contour surface: rasterise on ``geometry`` then contour the mask."""
     return surface_from_mask(body_mask_from_contours(contour_points, geometry), geometry, **kwargs)
+
+
+#: ROI names taken as the patient outline when no ROI has RTROIInterpretedType EXTERNAL (case-insensitive).
+BODY_ROI_NAMES = ("body", "external", "skin", "outline", "outer contour", "patient")
+
+
+def body_roi(structure_set, name: Optional[str] = None, where=None):
+    """The patient-outline ROI of a structure set: ``name`` if given, else the
+    ROI of RTROIInterpretedType EXTERNAL, else the first named like BODY /
+    External / Skin. Raises :class:`InputError` listing the ROIs when none fits."""
+    if name:
+        try:
+            roi = structure_set.roi(name)
+        except KeyError as exc:
+            raise InputError(str(exc.args[0]), where) from exc
+    else:
+        external = [r for r in structure_set.rois if r.interpreted_type.upper() == "EXTERNAL" and not r.is_empty]
+        named = [r for r in structure_set.rois if r.name.strip().lower() in BODY_ROI_NAMES and not r.is_empty]
+        if not (external or named):
+            found = ", ".join(repr(n) for n in structure_set.names()) or "none"
+            raise InputError(f"no BODY/EXTERNAL ROI in the structure set (ROIs: {found}); name one with --roi", where)
+        roi = (external or named)[0]
+    if roi.is_empty:
+        raise InputError(f"ROI {roi.name!r} has no closed planar contours", where)
+    return roi
+
+
+def body_surface(structure_set, geometry: ImageGeometry, roi_name: Optional[str] = None, where=None, **kwargs):
+    """Skin surface (``vtkPolyData``, LPS mm) from the BODY contour of an RT
+    Structure Set, rasterised on ``geometry`` (normally the CT it was drawn
+    on; its k axis must run superior-inferior). ``kwargs`` go to
+    :func:`skin_surface` (``sigma_voxels``, ``smoothing_iterations``, ``decimate``)."""
+    roi = body_roi(structure_set, roi_name, where)
+    contours = [c.points for c in roi.closed_contours]
+    mask = body_mask_from_contours(contours, geometry)
+    if not mask.any():
+        raise InputError(f"ROI {roi.name!r} does not overlap the image grid", where)
+    return surface_from_mask(mask, geometry, where=where, **kwargs)
