@@ -29,10 +29,22 @@ from .render import Render
 from .surface import auto_iso_value
 
 #: Match threshold on the geometric-crop cosine distance for the default
-#: offline backend (FaceNet 20180408, frontal renders of 512 px at 240 mm
-#: field of view). Calibrated by Youden's index on render pairs (see the
-#: project's notes); a study's own Youden threshold should be preferred.
-DEFAULT_THRESHOLD = 0.15
+#: offline backend (MTCNN + FaceNet 20180408) and the default :class:`FaceOptions`
+#: (frontal 512 px renders, 240 mm field of view, -300 HU skin). Youden-optimal
+#: threshold of same-person pairs (24 synthetic patients at two time points,
+#: ``synthetic.make_cohort`` seeds 1000-1023 on 160 x 160 x 96 grids of
+#: 1.6 x 1.6 x 2.5 mm, plus three set-up-change pairs of the real cranium CT)
+#: against the 552 different-patient pairs of the synthetic cohort: 0.1216
+#: (AUC 0.861, J 0.571; 85 % of same-person pairs and 28 % of different-patient
+#: pairs match, no defaced time point does). Reproduce with
+#: ``python benchmarks/calibrate_face_threshold.py --patients 24``.
+#: Synthetic faces come from one shape model and are more alike than real
+#: people (different-patient distances 0.05-0.3 here, against ~0.55-0.6
+#: between the cranium CT and the MR template), so the false-positive rate is
+#: pessimistic; a study's own Youden threshold should be preferred when a
+#: cohort is at hand. DeepFace's Facenet512 thresholds (0.30-0.33) do not
+#: transfer to this model.
+DEFAULT_THRESHOLD = 0.12
 
 #: Region radii in mm at the face-centre plane.
 REGION_RADII_MM = {"eyes": 14.0, "nose": 12.0, "mouth": 14.0, "forehead": 18.0}
