@@ -99,3 +99,21 @@ def test_dose_difference_summary():
     assert dvh.dose_difference(a, b, 1000.0, region=region).changed_voxels == 0
     with pytest.raises(ValueError):
         dvh.dose_metrics(a, np.zeros((2, 2, 2), bool), 1.0)
+
+
+def test_sample_dose_on_part_of_a_larger_grid_equals_full_resampling():
+    from DefaceRTLib.geometry import resample
+
+    rng = np.random.default_rng(4)
+    dose_geom = ImageGeometry((20, 18, 12), (3.0, 3.0, 3.0), (-20.0, -15.0, 4.0))
+    dose = rng.uniform(0, 70, dose_geom.shape)
+    for direction in (np.eye(3), np.diag([1.0, -1.0, -1.0])):
+        origin = (-50.0, -45.0, -30.0) if direction[2, 2] > 0 else (-50.0, 45.0, 70.0)
+        ct = ImageGeometry((90, 80, 40), (1.1, 1.1, 2.5), origin, direction)
+        got = dvh.sample_dose(dose, dose_geom, ct)
+        want = resample(dose.astype(np.float32), dose_geom, ct, "linear", 0.0)
+        assert np.count_nonzero(want) > 1000 and np.count_nonzero(want == 0) > 1000
+        assert got.dtype == np.float32
+        # the sub-grid's origin is recomputed, so interpolation weights can differ in the last float32 bit
+        np.testing.assert_allclose(got, want, rtol=2e-7, atol=1e-5)
+        assert np.array_equal(got == 0, want == 0)

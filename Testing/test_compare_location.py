@@ -52,14 +52,19 @@ def test_on_face_by_distance_matches_brute_force(direction):
     near = (y > ymin + 4) & (y < ymin + 10) & (np.abs(z - np.median(z)) < 5)
     far = (y > ymin + 15) & (np.abs(z - np.median(z)) < 5)
     pts = np.stack([c.ravel() for c in (x, y, z)], axis=1)
+    region = L.Region(removed, geom)
     for mask in (near, far):
         want = cdist(pts[mask.ravel()], pts[removed.ravel()]).min()
         got = L.mask_distance_mm(mask, removed, geom)
         assert got == pytest.approx(want, rel=1e-12)
+        assert L.mask_distance_mm(mask, region, geom) == got  # prepared region: same arithmetic
     assert L.classify_on_face(near, geom, removed=removed).on_face
     assert not L.classify_on_face(far, geom, removed=removed).on_face
     assert L.classify_on_face(far, geom, removed=removed, threshold_mm=50).on_face
     assert L.classify_on_face(removed, geom, removed=removed).distance_mm == 0.0
+    assert L.classify_on_face(removed, geom, removed=region).distance_mm == 0.0
+    below = z < np.median(z)
+    assert L.ptv_position(below, region, geom) == L.ptv_position(below, removed, geom)
     # facial surface given as LPS points
     face_pts = pts[removed.ravel()]
     prox = L.classify_on_face(near, geom, face_points_lps=face_pts)

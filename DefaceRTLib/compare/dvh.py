@@ -47,11 +47,38 @@ def sample_dose(
     dose: np.ndarray, dose_geometry: ImageGeometry, target_geometry: ImageGeometry
 ) -> np.ndarray:
     """Dose (Gy) resampled onto ``target_geometry`` by trilinear interpolation in
-    LPS; points outside the dose grid get 0 Gy. Same grid: returned as is (float64)."""
+    LPS; points outside the dose grid get 0 Gy. Same grid: returned as is (float64).
+
+    The interpolation runs in float32 and the result stays float32 (metrics
+    convert the structure's voxels to float64; the values are the same). Only
+    the part of an axis-aligned target grid near the dose grid is resampled;
+    the rest is 0 as it would be anyway (within float32 rounding of the
+    sub-grid's origin, the same values as resampling the whole grid)."""
     if dose_geometry.same_grid(target_geometry):
         return np.asarray(dose, dtype=np.float64)
-    out = resample(np.asarray(dose, dtype=np.float32), dose_geometry, target_geometry, "linear", 0.0)
-    return out.astype(np.float64)
+    src = np.asarray(dose, dtype=np.float32)
+    box = _covered_box(dose_geometry, target_geometry)
+    if box is None:
+        return resample(src, dose_geometry, target_geometry, "linear", 0.0)
+    out = np.zeros(target_geometry.shape, dtype=np.float32)
+    lo, hi = box
+    if np.all(hi > lo):
+        sub = target_geometry.crop(lo, hi)
+        out[lo[2]:hi[2], lo[1]:hi[1], lo[0]:hi[0]] = resample(src, dose_geometry, sub, "linear", 0.0)
+    return out
+
+
+def _covered_box(source: ImageGeometry, target: ImageGeometry):
+    """(lo, hi) (i, j, k) index ranges of ``target`` holding every voxel that
+    may lie inside ``source`` (its outer edges plus one target voxel), or None
+    when ``target`` is not axis-aligned."""
+    if not target.is_axis_aligned:
+        return None
+    corners = target.lps_to_index(source.corners_lps())
+    size = np.asarray(target.size)
+    lo = np.clip(np.floor(corners.min(axis=0)) - 1, 0, size).astype(int)
+    hi = np.clip(np.ceil(corners.max(axis=0)) + 2, 0, size).astype(int)
+    return lo, hi
 
 
 def dose_at_volume(sorted_desc: np.ndarray, voxel_cc: float, volume_cc: float) -> float:

@@ -55,10 +55,60 @@ POSITION_OVERLAPPING = "overlapping"
 POSITION_EMPTY = "empty"
 
 
-def mask_distance_mm(mask_a: np.ndarray, mask_b: np.ndarray, geometry: ImageGeometry) -> float:
+class Region:
+    """A mask (for example the removed region) prepared once for many distance
+    queries: its bounding box, boundary voxels and a KD-tree over them are
+    computed on first use and kept. Accepted wherever a region mask is."""
+
+    def __init__(self, mask: np.ndarray, geometry: ImageGeometry) -> None:
+        self.mask = np.asarray(mask, dtype=bool)
+        self.geometry = geometry
+        self.box = bounding_box(self.mask)
+        self._points: Optional[np.ndarray] = None
+        self._tree = None
+        self._z: Optional[Tuple[float, float]] = None
+
+    @property
+    def boundary_points(self) -> np.ndarray:
+        if self._points is None:
+            self._points = _boundary_points(self.mask, self.box)
+        return self._points
+
+    def distances_from(self, query: np.ndarray) -> np.ndarray:
+        """Distance (mm) from integer ``[k, j, i]`` points to the nearest boundary voxel."""
+        from scipy.spatial import cKDTree
+
+        from .surface import _distances
+
+        spacing = tuple(self.geometry.spacing[::-1])
+        pts = self.boundary_points
+        if self._tree is None:
+            self._tree = cKDTree(pts * np.asarray(spacing), balanced_tree=False, compact_nodes=False)
+        _, idx = self._tree.query(query * np.asarray(spacing), k=1, workers=-1)
+        return _distances(pts[idx] - query, spacing)  # same arithmetic as nearest_distances
+
+    def z_range(self) -> Optional[Tuple[float, float]]:
+        if self._z is None:
+            self._z = z_range_mm(self.mask, self.geometry)
+        return self._z
+
+
+def _as_region(region, geometry: ImageGeometry) -> Region:
+    return region if isinstance(region, Region) else Region(region, geometry)
+
+
+def mask_distance_mm(mask_a: np.ndarray, mask_b, geometry: ImageGeometry) -> float:
     """Smallest distance (mm) between voxel centres of two masks; 0 if they
-    overlap, ``inf`` if either is empty."""
+    overlap, ``inf`` if either is empty. ``mask_b`` may be a :class:`Region`
+    (prepared once for many structures)."""
     a = np.asarray(mask_a, dtype=bool)
+    if isinstance(mask_b, Region):
+        box_a, box_b = bounding_box(a), mask_b.box
+        if box_a is None or box_b is None:
+            return math.inf
+        if _boxes_share_voxels(a, box_a, mask_b.mask, box_b):
+            return 0.0
+        return float(mask_b.distances_from(_boundary_points(a, box_a)).min())
     b = np.asarray(mask_b, dtype=bool)
     box_a, box_b = bounding_box(a), bounding_box(b)
     if box_a is None or box_b is None:
@@ -73,6 +123,15 @@ def mask_distance_mm(mask_a: np.ndarray, mask_b: np.ndarray, geometry: ImageGeom
     pa = _boundary_points(a, box_a)
     pb = _boundary_points(b, box_b)
     return float(nearest_distances(pa, pb, spacing).min())
+
+
+def _boxes_share_voxels(a: np.ndarray, box_a, b: np.ndarray, box_b) -> bool:
+    if np.all(box_a[0] <= box_b[1]) and np.all(box_b[0] <= box_a[1]):
+        lo = np.maximum(box_a[0], box_b[0])
+        hi = np.minimum(box_a[1], box_b[1])
+        sub = tuple(slice(int(lo[d]), int(hi[d]) + 1) for d in range(3))
+        return bool(np.any(a[sub] & b[sub]))
+    return False
 
 
 def _boundary_points(mask: np.ndarray, box) -> np.ndarray:
@@ -107,7 +166,7 @@ class FaceProximity:
 def classify_on_face(
     mask: np.ndarray,
     geometry: ImageGeometry,
-    removed: Optional[np.ndarray] = None,
+    removed=None,
     face_points_lps: Optional[np.ndarray] = None,
     threshold_mm: float = DEFAULT_ON_FACE_MM,
 ) -> FaceProximity:
@@ -154,11 +213,11 @@ class PTVPosition:
     distance_mm: float
 
 
-def ptv_position(ptv: np.ndarray, region: np.ndarray, geometry: ImageGeometry) -> PTVPosition:
+def ptv_position(ptv: np.ndarray, region, geometry: ImageGeometry) -> PTVPosition:
     """Position of a PTV relative to the removal region (before protection, see
     module docstring), both masks on ``geometry``."""
     zp = z_range_mm(ptv, geometry)
-    zr = z_range_mm(region, geometry)
+    zr = region.z_range() if isinstance(region, Region) else z_range_mm(region, geometry)
     if zp is None or zr is None:
         return PTVPosition(POSITION_EMPTY, zp, zr, math.nan, math.inf)
     tol = 1e-6

@@ -174,6 +174,11 @@ def compare_structure_sets(
             removal_grid = location.cut_region_mask(removal, grid)
         else:
             removal_grid = removal if grid is geometry else _nearest(removal, geometry, grid)
+    # prepared once: bounding box, boundary voxels and KD-tree shared by every ROI
+    if removed_grid is not None:
+        removed_grid = location.Region(removed_grid, grid)
+    if removal_grid is not None:
+        removal_grid = location.Region(removal_grid, grid)
     proximity_grid = removed_grid if removed_grid is not None else removal_grid
     position_grid = removal_grid if removal_grid is not None else removed_grid
     rows: List[Dict[str, object]] = []
