@@ -326,11 +326,12 @@ def image_change(
     )
     if not report.usable:
         raise GeometryError(report.message)
-    a = np.asarray(original, dtype=np.float32)
-    b = np.asarray(moved, dtype=np.float32)
-    delta = b - a
-    absd = np.abs(delta)
-    altered = absd > tolerance_hu
+    a = np.asarray(original)
+    # float32 difference without float32 copies of both images (full CTs are large)
+    delta = np.subtract(moved, a, dtype=np.float32)
+    del moved
+    altered = delta > tolerance_hu
+    altered |= delta < -tolerance_hu
     n_alt = int(np.count_nonzero(altered))
     air = a < air_hu
     nan = math.nan
@@ -345,7 +346,7 @@ def image_change(
         alignment=report,
         altered_voxels=n_alt,
         altered_volume_cc=n_alt * original_geometry.voxel_volume_mm3 / 1000.0,
-        max_abs_delta_hu=float(absd.max()) if absd.size else nan,
+        max_abs_delta_hu=max(float(delta.max()), -float(delta.min())) if delta.size else nan,
         median_delta_hu_altered=median(altered),
         median_delta_hu_air=median(air),
         median_delta_hu_air_altered=median(air & altered),
