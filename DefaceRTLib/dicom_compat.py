@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import warnings
 from pathlib import Path
-from typing import Union
+from typing import Callable, Optional, Union
 
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -116,9 +116,12 @@ def prepare_for_writing(ds: Dataset) -> None:
                     pass
 
 
-def save(ds: Dataset, path: Union[str, Path]) -> None:
+def save(ds: Dataset, path: Union[str, Path], finalize: Optional[Callable[[Dataset], None]] = None) -> Path:
     """Write ``ds`` as a DICOM Part 10 file (uncompressed little endian, see
-    :func:`prepare_for_writing`)."""
+    :func:`prepare_for_writing`); ``finalize(ds)`` runs first (UID remapping,
+    de-identification). Returns the path."""
+    if finalize is not None:
+        finalize(ds)
     prepare_for_writing(ds)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -126,3 +129,4 @@ def save(ds: Dataset, path: Union[str, Path]) -> None:
             ds.save_as(str(path), enforce_file_format=True)
         else:
             ds.save_as(str(path), write_like_original=False)
+    return Path(path)

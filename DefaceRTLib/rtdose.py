@@ -178,8 +178,5 @@ class DoseVolume:
         return ds
 
     def write(self, path: PathLike, finalize: Optional[Callable[[Dataset], None]] = None) -> Path:
-        ds = self.to_dataset()
-        if finalize is not None:
-            finalize(ds)
-        dicom_compat.save(ds, path)
-        return Path(path)
+        """Write the dose to ``path``; ``finalize(ds)`` runs just before saving."""
+        return dicom_compat.save(self.to_dataset(), path, finalize)

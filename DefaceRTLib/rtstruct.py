@@ -307,11 +307,7 @@ class StructureSet:
 
     def write(self, path: PathLike, finalize: Optional[Callable[[Dataset], None]] = None) -> Path:
         """Write the edited structure set to ``path``; ``finalize(ds)`` runs just before saving."""
-        ds = self.to_dataset()
-        if finalize is not None:
-            finalize(ds)
-        dicom_compat.save(ds, path)
-        return Path(path)
+        return dicom_compat.save(self.to_dataset(), path, finalize)
 
     # ------------------------------------------------------- rasterising
     def rasterize(self, roi: Union[ROI, str, int], geometry: ImageGeometry) -> np.ndarray:

@@ -10,7 +10,6 @@ complete), refusing to write into the input tree or over existing output.
 
 from __future__ import annotations
 
-import copy
 import os
 import shutil
 import tempfile
@@ -138,7 +137,8 @@ def load_study(path: PathLike, modality: str = "CT", allow_oblique: bool = False
 
 
 # ---------------------------------------------------------------- writing
-def _is_within(child: Path, parent: Path) -> bool:
+def is_within(child: Path, parent: Path) -> bool:
+    """True if ``child`` is ``parent`` or below it (symbolic links resolved)."""
     try:
         child.resolve().relative_to(parent.resolve())
         return True
@@ -152,7 +152,7 @@ def check_output_location(output: PathLike, inputs: Sequence[PathLike] = (), ove
     output = Path(output)
     for inp in inputs:
         inp = Path(inp)
-        if _is_within(output, inp if inp.is_dir() else inp.parent) or _is_within(inp, output):
+        if is_within(output, inp if inp.is_dir() else inp.parent) or is_within(inp, output):
             raise OutputError(f"output folder is inside (or contains) the input {inp}; choose another place", output)
     if output.exists() and not overwrite:
         if not output.is_dir() or any(output.iterdir()):
@@ -225,12 +225,8 @@ def write_study(
         suffix = f"_{n + 1}" if len(study.doses) > 1 else ""
         out["rtdose"].append(dose.write(folder / f"RTDOSE{suffix}.dcm", finalize=done))
     for n, plan in enumerate(study.plans):
-        ds = copy.deepcopy(plan)
-        done(ds)
         suffix = f"_{n + 1}" if len(study.plans) > 1 else ""
-        path = folder / f"RTPLAN{suffix}.dcm"
-        dicom_compat.save(ds, path)
-        out["rtplan"].append(path)
+        out["rtplan"].append(dicom_compat.save(dicom_compat.copy_dataset(plan), folder / f"RTPLAN{suffix}.dcm", done))
     return out
 
 

@@ -27,7 +27,7 @@ from pydicom.dataset import Dataset
 
 from ..errors import DefaceRTError, InputError, OutputError
 from ..rtstruct import ROI
-from ..study import RTStudy, atomic_output, check_output_location, load_study_entry, write_study
+from ..study import RTStudy, atomic_output, check_output_location, is_within, load_study_entry, write_study
 from ..uids import UIDMap
 from .ct import air_values, deface_image
 from .dose import deface_dose
@@ -545,16 +545,9 @@ def _raise_for_orphan_structure_set(index, source: str, study: RTStudy) -> None:
 
 
 def _check_map_location(map_path: Path, output: Path, input_path: Path, what: str = "the pseudonym map") -> None:
-    def within(a: Path, b: Path) -> bool:
-        try:
-            a.resolve().relative_to(b.resolve())
-            return True
-        except ValueError:
-            return False
-
-    if within(map_path, output):
+    if is_within(map_path, output):
         raise OutputError(f"{what} must be written outside the output folder", map_path)
-    if within(map_path, input_path if input_path.is_dir() else input_path.parent):
+    if is_within(map_path, input_path if input_path.is_dir() else input_path.parent):
         raise OutputError(f"{what} must not be written into the input folder", map_path)
 
 
