@@ -3,12 +3,11 @@ import os
 import pathlib
 import sys
 import tempfile
-from typing import Annotated, Dict, List, Optional
+from typing import Annotated, Dict, List
 
 import numpy as np
 import qt
 import slicer
-import vtk
 from slicer import (
     vtkMRMLMarkupsFiducialNode,
     vtkMRMLMarkupsPlaneNode,
@@ -22,9 +21,7 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
     ScriptedLoadableModuleTest,
-    ScriptedLoadableModuleWidget,
 )
-from slicer.util import VTKObservationMixin
 
 
 def _addSourceTreePaths():
@@ -41,7 +38,7 @@ def _addSourceTreePaths():
 
 _addSourceTreePaths()
 
-from DefaceRTSlicerLib import dependencies, nodes  # noqa: E402
+from DefaceRTSlicerLib import dependencies, nodes, widget  # noqa: E402
 
 from DefaceRTLib.geometry import ImageGeometry  # noqa: E402
 
@@ -117,28 +114,18 @@ class DefaceRTParameterNode:
 #
 
 
-class DefaceRTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+class DefaceRTWidget(widget.ParameterNodeWidget):
+    UI_FILE = "UI/DefaceRT.ui"
+
+    def createLogic(self):
+        return DefaceRTLogic()
+
     def __init__(self, parent=None) -> None:
-        ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
-        self.logic = None
-        self._parameterNode = None
-        self._parameterNodeGuiTag = None
+        widget.ParameterNodeWidget.__init__(self, parent)
         self._observedMarkups = []
         self._updatingLists = False
 
-    def setup(self) -> None:
-        ScriptedLoadableModuleWidget.setup(self)
-        uiWidget = slicer.util.loadUI(self.resourcePath("UI/DefaceRT.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        uiWidget.setMRMLScene(slicer.mrmlScene)
-
-        self.logic = DefaceRTLogic()
-
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-
+    def connectSignals(self) -> None:
         self.ui.segmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onSegmentationChanged)
         self.ui.eyeSegmentsList.connect("itemChanged(QListWidgetItem*)", self.onSegmentListsChanged)
         self.ui.keptSegmentsList.connect("itemChanged(QListWidgetItem*)", self.onSegmentListsChanged)
@@ -147,47 +134,17 @@ class DefaceRTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.applyButton.connect("clicked(bool)", self.onApply)
         self.ui.exportButton.connect("clicked(bool)", self.onExport)
 
-        self.initializeParameterNode()
-
-    def cleanup(self) -> None:
-        self.removeObservers()
-
-    def enter(self) -> None:
-        self.initializeParameterNode()
-
-    def exit(self) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtonStates)
-
-    def onSceneStartClose(self, caller, event) -> None:
-        self.setParameterNode(None)
-
-    def onSceneEndClose(self, caller, event) -> None:
-        if self.parent.isEntered:
-            self.initializeParameterNode()
-
-    def initializeParameterNode(self) -> None:
-        self.setParameterNode(self.logic.getParameterNode())
+    def setParameterDefaults(self) -> None:
         if not self._parameterNode.ctVolume:
             self._parameterNode.ctVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
         if not self._parameterNode.segmentation:
             self._parameterNode.segmentation = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLSegmentationNode")
 
-    def setParameterNode(self, inputParameterNode: Optional[DefaceRTParameterNode]) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtonStates)
-        self._parameterNode = inputParameterNode
-        if self._parameterNode:
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtonStates)
-            self._fillSegmentLists()
-            self._observeMarkups()
-            self._updateButtonStates()
+    def onParameterNodeSet(self) -> None:
+        self._fillSegmentLists()
+        self._observeMarkups()
 
-    def _updateButtonStates(self, caller=None, event=None) -> None:
+    def updateButtonStates(self) -> None:
         p = self._parameterNode
         ready = bool(p and p.ctVolume and p.segmentation)
         self.ui.findLandmarksButton.enabled = ready

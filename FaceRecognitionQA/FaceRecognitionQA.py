@@ -2,7 +2,7 @@ import os
 import pathlib
 import sys
 import tempfile
-from typing import Annotated, Optional
+from typing import Annotated
 
 import ctk
 import numpy as np
@@ -17,9 +17,7 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
     ScriptedLoadableModuleTest,
-    ScriptedLoadableModuleWidget,
 )
-from slicer.util import VTKObservationMixin
 
 
 def _addSourceTreePaths():
@@ -35,7 +33,7 @@ def _addSourceTreePaths():
 
 _addSourceTreePaths()
 
-from DefaceRTSlicerLib import convert, dependencies, nodes  # noqa: E402
+from DefaceRTSlicerLib import convert, dependencies, nodes, widget  # noqa: E402
 
 DOCS_URL = "https://github.com/kildealab/SlicerDefaceRT/blob/main/docs/modules/FaceRecognitionQA.md"
 
@@ -75,63 +73,18 @@ class FaceRecognitionQAParameterNode:
     resultTable: vtkMRMLTableNode
 
 
-class FaceRecognitionQAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    def __init__(self, parent=None) -> None:
-        ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
-        self.logic = None
-        self._parameterNode = None
-        self._parameterNodeGuiTag = None
+class FaceRecognitionQAWidget(widget.ParameterNodeWidget):
+    UI_FILE = "UI/FaceRecognitionQA.ui"
 
-    def setup(self) -> None:
-        ScriptedLoadableModuleWidget.setup(self)
-        uiWidget = slicer.util.loadUI(self.resourcePath("UI/FaceRecognitionQA.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        uiWidget.setMRMLScene(slicer.mrmlScene)
-        self.logic = FaceRecognitionQALogic()
+    def createLogic(self):
+        return FaceRecognitionQALogic()
 
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-
+    def connectSignals(self) -> None:
         self.ui.showSurfacesButton.connect("clicked(bool)", self.onShowSurfaces)
         self.ui.analyseButton.connect("clicked(bool)", self.onAnalyse)
         self.ui.runStudyButton.connect("clicked(bool)", self.onRunStudy)
-        self.initializeParameterNode()
 
-    def cleanup(self) -> None:
-        self.removeObservers()
-
-    def enter(self) -> None:
-        self.initializeParameterNode()
-
-    def exit(self) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtonStates)
-
-    def onSceneStartClose(self, caller, event) -> None:
-        self.setParameterNode(None)
-
-    def onSceneEndClose(self, caller, event) -> None:
-        if self.parent.isEntered:
-            self.initializeParameterNode()
-
-    def initializeParameterNode(self) -> None:
-        self.setParameterNode(self.logic.getParameterNode())
-
-    def setParameterNode(self, inputParameterNode: Optional[FaceRecognitionQAParameterNode]) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtonStates)
-        self._parameterNode = inputParameterNode
-        if self._parameterNode:
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtonStates)
-            self._updateButtonStates()
-
-    def _updateButtonStates(self, caller=None, event=None) -> None:
+    def updateButtonStates(self) -> None:
         p = self._parameterNode
         pair = bool(p and p.originalVolume and p.defacedVolume)
         self.ui.showSurfacesButton.enabled = pair

@@ -1,10 +1,9 @@
 import os
 import pathlib
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import slicer
-import vtk
 from slicer import vtkMRMLLabelMapVolumeNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLTableNode
 from slicer.i18n import tr as _
 from slicer.i18n import translate
@@ -13,9 +12,7 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
     ScriptedLoadableModuleTest,
-    ScriptedLoadableModuleWidget,
 )
-from slicer.util import VTKObservationMixin
 
 
 def _addSourceTreePaths():
@@ -31,7 +28,7 @@ def _addSourceTreePaths():
 
 _addSourceTreePaths()
 
-from DefaceRTSlicerLib import dependencies, nodes  # noqa: E402
+from DefaceRTSlicerLib import dependencies, nodes, widget  # noqa: E402
 
 DOCS_URL = "https://github.com/kildealab/SlicerDefaceRT/blob/main/docs/modules/SegmentationCompare.md"
 
@@ -78,64 +75,19 @@ class SegmentationCompareParameterNode:
     cohortTable: vtkMRMLTableNode
 
 
-class SegmentationCompareWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    def __init__(self, parent=None) -> None:
-        ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
-        self.logic = None
-        self._parameterNode = None
-        self._parameterNodeGuiTag = None
+class SegmentationCompareWidget(widget.ParameterNodeWidget):
+    UI_FILE = "UI/SegmentationCompare.ui"
 
-    def setup(self) -> None:
-        ScriptedLoadableModuleWidget.setup(self)
-        uiWidget = slicer.util.loadUI(self.resourcePath("UI/SegmentationCompare.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        uiWidget.setMRMLScene(slicer.mrmlScene)
-        self.logic = SegmentationCompareLogic()
+    def createLogic(self):
+        return SegmentationCompareLogic()
 
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-
+    def connectSignals(self) -> None:
         self.ui.computeButton.connect("clicked(bool)", self.onCompute)
         self.ui.exportCsvButton.connect("clicked(bool)", self.onExportCsv)
         self.ui.metricsTableView.connect("clicked(QModelIndex)", self.onRowClicked)
         self.ui.runCohortButton.connect("clicked(bool)", self.onRunCohort)
-        self.initializeParameterNode()
 
-    def cleanup(self) -> None:
-        self.removeObservers()
-
-    def enter(self) -> None:
-        self.initializeParameterNode()
-
-    def exit(self) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtonStates)
-
-    def onSceneStartClose(self, caller, event) -> None:
-        self.setParameterNode(None)
-
-    def onSceneEndClose(self, caller, event) -> None:
-        if self.parent.isEntered:
-            self.initializeParameterNode()
-
-    def initializeParameterNode(self) -> None:
-        self.setParameterNode(self.logic.getParameterNode())
-
-    def setParameterNode(self, inputParameterNode: Optional[SegmentationCompareParameterNode]) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtonStates)
-        self._parameterNode = inputParameterNode
-        if self._parameterNode:
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtonStates)
-            self._updateButtonStates()
-
-    def _updateButtonStates(self, caller=None, event=None) -> None:
+    def updateButtonStates(self) -> None:
         p = self._parameterNode
         self.ui.computeButton.enabled = bool(p and p.referenceVolume and p.referenceSegmentation and p.comparedSegmentation)
         self.ui.exportCsvButton.enabled = bool(p and p.metricsTable and str(p.csvPath) not in ("", "."))

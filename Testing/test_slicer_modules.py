@@ -100,7 +100,8 @@ def missing_library_names(path):
 
 @pytest.mark.parametrize("path", module_scripts(), ids=_ids(module_scripts()))
 def test_imports_only_existing_library_names(path):
-    assert library_imports(path) or path.name == "__init__.py" or path.name == "dependencies.py"
+    # every module file uses the library, except the adapter's Slicer-only helpers
+    assert library_imports(path) or path.name in ("__init__.py", "dependencies.py", "widget.py")
     assert missing_library_names(path) == []
 
 
