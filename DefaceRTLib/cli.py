@@ -44,6 +44,25 @@ def _command_modules():
         yield info.name.replace("_", "-"), importlib.import_module(f"{commands.__name__}.{info.name}")
 
 
+#: Options whose value is a coordinate list such as ``-33,-60,20``: argparse
+#: would take a value starting with "-" for an option, so they are joined
+#: as ``--option=value`` before parsing.
+COORDINATE_OPTIONS = ("--eye-center", "--landmarks")
+
+
+def _join_coordinate_values(argv: List[str]) -> List[str]:
+    out: List[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] in COORDINATE_OPTIONS and i + 1 < len(argv):
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="defacert",
@@ -68,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_join_coordinate_values(list(sys.argv[1:] if argv is None else argv)))
     if not getattr(args, "_run", None):
         parser.print_help()
         return EXIT_USAGE

@@ -58,3 +58,11 @@ def test_info_bad_inputs_exit_3_with_file_named(tmp_path, capsys):
 def test_console_script_runs():
     out = subprocess.run([sys.executable, "-m", "DefaceRTLib", "--version"], capture_output=True, text=True, check=True)
     assert out.stdout.startswith("defacert ")
+
+
+def test_negative_coordinates_parse_as_option_values():
+    from DefaceRTLib.cli import _join_coordinate_values, build_parser
+
+    argv = _join_coordinate_values(["deface", "in", "out", "--eye-center", "-33,-60,20", "--eye-center", "33,-60,20"])
+    args = build_parser().parse_args(argv)
+    assert [tuple(p) for p in args.eye_center] == [(-33.0, -60.0, 20.0), (33.0, -60.0, 20.0)]

@@ -471,3 +471,16 @@ def test_batch_under_slicer(synthetic_cohort, tmp_path):  # pragma: no cover - n
         capture_output=True, text=True,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_face_module_threshold_default_is_the_library_calibration():
+    """The GUI's default match threshold is the library's calibrated one."""
+    from DefaceRTLib.face.check import DEFAULT_THRESHOLD
+
+    tree = ast.parse((ROOT / "FaceRecognitionQA" / "FaceRecognitionQA.py").read_text(encoding="utf-8"))
+    defaults = [
+        node.value.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "threshold" and node.value is not None
+    ]
+    assert defaults == [DEFAULT_THRESHOLD]
