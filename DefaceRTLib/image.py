@@ -192,6 +192,30 @@ def series_geometry(
     return geometry, order
 
 
+_UNCOMPRESSED_LE = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
+
+
+def _raw_pixels(ds: Dataset) -> Optional[np.ndarray]:
+    """Pixels of an uncompressed little-endian single-frame slice whose stored
+    bits fill their allocation, read straight from PixelData (exactly what
+    pydicom's decoder returns for such data, without its overhead); None for
+    anything else, which then goes through ``ds.pixel_array``."""
+    meta = getattr(ds, "file_meta", None)
+    if meta is None or str(getattr(meta, "TransferSyntaxUID", "")) not in _UNCOMPRESSED_LE:
+        return None
+    bits = int(getattr(ds, "BitsAllocated", 0) or 0)
+    if bits not in (8, 16, 32) or int(getattr(ds, "BitsStored", 0) or 0) != bits:
+        return None
+    if int(getattr(ds, "SamplesPerPixel", 1) or 1) != 1 or int(getattr(ds, "NumberOfFrames", 1) or 1) != 1:
+        return None
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    data = ds.PixelData
+    if len(data) < rows * cols * bits // 8:
+        return None
+    dtype = np.dtype(f"<{'i' if int(getattr(ds, 'PixelRepresentation', 0)) == 1 else 'u'}{bits // 8}")
+    return np.frombuffer(data, dtype=dtype, count=rows * cols).reshape(rows, cols)
+
+
 def read_image_series(
     paths: Sequence[PathLike], allow_oblique: bool = False, datasets: Optional[Sequence[Dataset]] = None
 ) -> ImageVolume:
@@ -225,24 +249,26 @@ def read_image_series(
         rescale.append((slope, intercept))
     integer = all(s == 1.0 and float(b).is_integer() for s, b in rescale)
     first = datasets[0]
-    lo, hi = _stored_range(first)
-    if integer:
-        b_lo = min(b for _, b in rescale)
-        b_hi = max(b for _, b in rescale)
-        dtype = np.int16 if (lo + b_lo >= -32768 and hi + b_hi <= 32767) else np.int32
-    else:
-        dtype = np.float32
+    # int16 holds CT in HU; a slice whose values do not fit widens the array to int32
+    dtype = np.int16 if integer else np.float32
     array = np.empty(geometry.shape, dtype=dtype)
     for k, (ds, p) in enumerate(zip(datasets, paths)):
         try:
-            pixels = ds.pixel_array
+            pixels = _raw_pixels(ds)
+            if pixels is None:
+                pixels = ds.pixel_array
         except Exception as exc:
             raise InputError(f"cannot decode pixel data ({exc})", p) from exc
         if pixels.shape != (geometry.size[1], geometry.size[0]):
             raise InputError(f"pixel data has shape {pixels.shape}, expected Rows x Columns", p)
         slope, intercept = rescale[k]
         if integer:
-            array[k] = pixels.astype(np.int32) + int(intercept)
+            values = pixels.astype(np.int32) + int(intercept)
+            info = np.iinfo(array.dtype)
+            if values.size and (values.min() < info.min or values.max() > info.max):
+                # stored values beyond what BitsStored declares: widen rather than wrap
+                array = array.astype(np.int32)
+            array[k] = values
         else:
             array[k] = pixels.astype(np.float64) * slope + intercept
         # keep the header only: the pixels now live in ``array``

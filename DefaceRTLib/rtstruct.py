@@ -105,8 +105,11 @@ def _contour_points(item: Dataset) -> np.ndarray:
 
 def _format_ds(values: np.ndarray) -> List[str]:
     """Format coordinates as DS strings (at most 16 characters)."""
+    values = np.asarray(values, dtype=float).ravel()
+    if np.all(np.abs(values) < 1e10):  # always for mm; "%.6g" then fits 16 characters
+        return [f"{v:.6g}" for v in values.tolist()]
     out = []
-    for v in np.asarray(values, dtype=float).ravel():
+    for v in values:
         s = f"{v:.6g}" if abs(v) < 1e10 else f"{v:.8e}"
         if len(s) > 16:
             s = f"{v:.9g}"[:16]

@@ -140,3 +140,41 @@ def test_itk_formats(tmp_path, shared_data):
     (tmp_path / "broken.nrrd").write_text("NRRD0004\nnonsense\n")
     with pytest.raises(InputError, match="broken.nrrd"):
         read_image(tmp_path / "broken.nrrd")
+
+
+@pytest.mark.parametrize("bits_stored,signed", [(16, 1), (16, 0), (12, 1), (12, 0)])
+def test_direct_pixel_read_matches_pydicom(tmp_path, bits_stored, signed):
+    """The fast path reads exactly what pydicom decodes, and is not used where
+    pydicom has more to do (stored bits narrower than allocated)."""
+    from DefaceRTLib.image import _raw_pixels
+
+    paths = write_image_series(make_volume(make_geometry(size=(6, 5, 2))), tmp_path)
+    ds = dicom_compat.dcmread(paths[0])
+    ds.BitsStored, ds.HighBit, ds.PixelRepresentation = bits_stored, bits_stored - 1, signed
+    raw = np.frombuffer(ds.PixelData, dtype="<u2").copy()
+    raw[:3] = [0x0FFF, 0x0800, 0x0001]  # values whose meaning depends on the stored bits
+    ds.PixelData = raw.tobytes()
+    dicom_compat.save(ds, paths[0])
+    ds = dicom_compat.dcmread(paths[0])
+    fast = _raw_pixels(ds)
+    if bits_stored == 16:
+        np.testing.assert_array_equal(fast, ds.pixel_array)
+    else:
+        assert fast is None
+    np.testing.assert_array_equal(read_image_series([paths[0]]).array[0], ds.pixel_array)
+
+
+def test_values_beyond_int16_widen_instead_of_wrapping(tmp_path):
+    (tmp_path / "a").mkdir()
+    write_image_series(make_volume(make_geometry(size=(6, 5, 3))), tmp_path / "a")
+    vol = read_image(tmp_path / "a")
+    assert vol.array.dtype == np.int16
+    for ds in vol.datasets:
+        ds.PixelRepresentation = 0  # unsigned 16 bit: up to 65535
+    vol.array = vol.array.astype(np.int32) + 1000
+    vol.array[2, 0, 0] = 60000
+    (tmp_path / "b").mkdir()
+    write_image_series(vol, tmp_path / "b")
+    back = read_image(tmp_path / "b")
+    assert back.array.dtype == np.int32
+    np.testing.assert_array_equal(back.array, vol.array)

@@ -43,30 +43,39 @@ def main() -> int:
         del patient
         options = DefaceOptions(write_qa_figure=args.qa)
         times, stages = [], []
-        for n in range(args.repeats):
+        traced_peak = 0
+        # args.repeats timed runs, then one more under tracemalloc for the allocation peak only
+        for n in range(args.repeats + 1):
+            traced = n == args.repeats
             out = work / f"out{n}"
-            if n == args.repeats - 1:
+            if traced:
                 tracemalloc.start()
             t = time.perf_counter()
             report = deface_path(src, out, options)
-            times.append(time.perf_counter() - t)
-            if n == args.repeats - 1:
+            elapsed = time.perf_counter() - t
+            if traced:
                 _, traced_peak = tracemalloc.get_traced_memory()
                 tracemalloc.stop()
             outcome = report.outcomes[0]
             if outcome.status != "ok":
                 print(f"run {n}: {outcome.status}: {outcome.message}")
                 return 1
-            stages.append(outcome.summary["timings_s"])
+            if not traced:
+                times.append(elapsed)
+                stages.append(outcome.summary["timings_s"])
             shutil.rmtree(out)
-        s = stages[len(stages) // 2]
+            shutil.rmtree(work / f"out{n}-qa", ignore_errors=True)
+        cold, warm = times[0], times[1:] or times
+        median = statistics.median(warm)
+        s = stages[1:][min(range(len(warm)), key=lambda i: abs(warm[i] - median))] if len(times) > 1 else stages[0]
         peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # kB on Linux
         print(f"per-patient time (read + deface + write + verify{' + QA figure' if args.qa else ''}): "
-              f"median {statistics.median(times):.2f} s over {len(times)} runs (min {min(times):.2f}, max {max(times):.2f}; "
-              f"last run under tracemalloc)")
-        print("stages of a median run (s): " + ", ".join(f"{k} {v:.3f}" for k, v in s.items()))
-        print(f"peak memory: max RSS {peak_rss:.0f} MB (whole process), Python/numpy allocations peak {traced_peak / 2**20:.0f} MB")
-        ok = statistics.median(times) <= 2.0 and peak_rss <= 1536
+              f"median {median:.2f} s over {len(warm)} runs (min {min(warm):.2f}, max {max(warm):.2f}); "
+              f"first run of the process (imports, caches) {cold:.2f} s")
+        print("stages of the median run (s): " + ", ".join(f"{k} {v:.3f}" for k, v in s.items()))
+        print(f"peak memory: max RSS {peak_rss:.0f} MB (whole process, including generating the patient), "
+              f"Python/numpy allocations peak of one run {traced_peak / 2**20:.0f} MB")
+        ok = median <= 2.0 and peak_rss <= 1536
         print("targets (<= 2 s, <= 1.5 GB):", "met" if ok else "NOT met")
         return 0
     finally:
