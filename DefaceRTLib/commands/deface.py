@@ -118,8 +118,10 @@ def _usage(message: str) -> int:
     return 2
 
 
-def _describe(outcome) -> List[str]:
-    lines = [f"{outcome.status}: {outcome.source}" + (f" -> {outcome.output}" if outcome.output else "")]
+def _describe(outcome, output_root: Path) -> List[str]:
+    """Lines describing one study's outcome; its output is shown under ``output_root``."""
+    where = output_root / outcome.output if outcome.output else None
+    lines = [f"{outcome.status}: {outcome.source}" + (f" -> {where}" if where else "")]
     if outcome.message:
         lines.append(f"  {outcome.message}")
     s = outcome.summary
@@ -160,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps([o.__dict__ for o in report.outcomes], indent=2, default=str))
     else:
         for o in report.outcomes:
-            print("\n".join(_describe(o)))
+            print("\n".join(_describe(o, Path(args.output))))
         if report.pseudonym_map:
             print(f"pseudonym map: {report.pseudonym_map} (keep it confidential; it is outside the output)")
         if report.qa_folder:
