@@ -59,16 +59,21 @@ class PairedTest:
     wilcoxon_pvalue: float
 
 
-def paired_tests(a: Sequence[float], b: Sequence[float]) -> PairedTest:
-    """Paired t-test and Wilcoxon signed-rank test of ``b`` against ``a``."""
-    from scipy import stats
-
+def _finite_pairs(a: Sequence[float], b: Sequence[float]):
+    """The pairs (a[i], b[i]) where both are finite, as two float64 arrays."""
     x = np.asarray(a, dtype=np.float64).ravel()
     y = np.asarray(b, dtype=np.float64).ravel()
     if x.shape != y.shape:
         raise ValueError("paired samples must have the same length")
     keep = np.isfinite(x) & np.isfinite(y)
-    x, y = x[keep], y[keep]
+    return x[keep], y[keep]
+
+
+def paired_tests(a: Sequence[float], b: Sequence[float]) -> PairedTest:
+    """Paired t-test and Wilcoxon signed-rank test of ``b`` against ``a``."""
+    from scipy import stats
+
+    x, y = _finite_pairs(a, b)
     nan = math.nan
     n = int(x.size)
     if n < 2:
@@ -124,10 +129,8 @@ class BlandAltman:
 
 def bland_altman(a: Sequence[float], b: Sequence[float]) -> BlandAltman:
     """Agreement of paired measurements (differences ``b - a``; finite pairs only)."""
-    x = np.asarray(a, dtype=np.float64).ravel()
-    y = np.asarray(b, dtype=np.float64).ravel()
-    keep = np.isfinite(x) & np.isfinite(y)
-    d = y[keep] - x[keep]
+    x, y = _finite_pairs(a, b)
+    d = y - x
     nan = math.nan
     if d.size == 0:
         return BlandAltman(0, nan, nan, nan, nan, nan)
