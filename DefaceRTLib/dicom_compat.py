@@ -19,8 +19,14 @@ PYDICOM_MAJOR = int(pydicom.__version__.split(".")[0])
 
 
 def dcmread(path: Union[str, Path], stop_before_pixels: bool = False, force: bool = False) -> Dataset:
-    """Read a DICOM file (pydicom 2.4 and 3 alike)."""
-    return pydicom.dcmread(str(path), stop_before_pixels=stop_before_pixels, force=force)
+    """Read a DICOM file (pydicom 2.4 and 3 alike); a file that cannot be read
+    raises :class:`~DefaceRTLib.errors.InputError` naming it."""
+    from .errors import InputError
+
+    try:
+        return pydicom.dcmread(str(path), stop_before_pixels=stop_before_pixels, force=force)
+    except Exception as exc:  # pydicom raises many types for broken files
+        raise InputError(f"cannot read DICOM file ({exc})", path) from exc
 
 
 def copy_dataset(ds: Dataset) -> Dataset:

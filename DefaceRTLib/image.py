@@ -228,12 +228,7 @@ def read_image_series(
     if not paths:
         raise InputError("no image files given")
     if datasets is None:
-        datasets = []
-        for p in paths:
-            try:
-                datasets.append(dicom_compat.dcmread(p))
-            except Exception as exc:  # pydicom raises many types for broken files
-                raise InputError(f"cannot read DICOM file ({exc})", p) from exc
+        datasets = [dicom_compat.dcmread(p) for p in paths]
     datasets = list(datasets)
     uids = {str(getattr(ds, "SeriesInstanceUID", "")) for ds in datasets}
     where = f"series {sorted(uids)[0]} ({paths[0].parent})" if len(uids) == 1 else str(paths[0].parent)

@@ -65,11 +65,7 @@ class DoseVolume:
     @classmethod
     def read(cls, path: PathLike) -> DoseVolume:
         path = Path(path)
-        try:
-            ds = dicom_compat.dcmread(path)
-        except Exception as exc:
-            raise InputError(f"cannot read DICOM file ({exc})", path) from exc
-        return cls.from_dataset(ds, path)
+        return cls.from_dataset(dicom_compat.dcmread(path), path)
 
     @classmethod
     def from_dataset(cls, ds: Dataset, path: Optional[PathLike] = None) -> DoseVolume:

@@ -182,11 +182,7 @@ class StructureSet:
     def read(cls, path: PathLike) -> StructureSet:
         """Read an RTSTRUCT file; errors name the file."""
         path = Path(path)
-        try:
-            ds = dicom_compat.dcmread(path)
-        except Exception as exc:
-            raise InputError(f"cannot read DICOM file ({exc})", path) from exc
-        return cls(ds, path)
+        return cls(dicom_compat.dcmread(path), path)
 
     @property
     def frame_of_reference_uid(self) -> str:

@@ -118,12 +118,7 @@ def load_study_entry(
                 d.path,
             )
         doses.append(DoseVolume.read(d.path))
-    plans = []
-    for p in entry.plans:
-        try:
-            plans.append(dicom_compat.dcmread(p.path))
-        except Exception as exc:
-            raise InputError(f"cannot read RT Plan ({exc})", p.path) from exc
+    plans = [dicom_compat.dcmread(p.path) for p in entry.plans]
     return RTStudy(image, structure_set, doses, plans, others, source=primary.paths[0].parent)
 
 
