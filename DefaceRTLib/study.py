@@ -84,8 +84,8 @@ def load_study_entry(
         linked = {ss.image_series_uid for ss in structure_sets}
         primary = next((s for s in series if s.uid in linked), series[0])
     if index is not None:
-        bad = [p for p in index.errors if Path(p.path) in set(primary.paths) or any(
-            Path(p.path) == o.path for o in entry.rt_objects())]
+        files = set(primary.paths) | {o.path for o in entry.rt_objects()}
+        bad = [p for p in index.errors if Path(p.path) in files]
         if bad:
             raise InputError(bad[0].message, bad[0].path)
     image = read_image_series(primary.paths, allow_oblique=allow_oblique)
