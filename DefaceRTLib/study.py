@@ -59,6 +59,7 @@ def select_study(index: DicomIndex, where: PathLike = "") -> StudyEntry:
     """The single study with an image series in ``index`` (error if none or several)."""
     candidates = [s for s in index.studies() if s.series]
     if not candidates:
+        index.raise_on_errors()  # a broken file is the likelier reason: name it
         raise InputError("no image series (CT/MR) found", where or index.root)
     if len(candidates) > 1:
         raise InputError(

@@ -312,3 +312,12 @@ def test_verification_can_fail(tmp_path, phantom):
     bigger = dataclasses.replace(r, region=CutRegion(r.region.z_cut - 20.0, r.region.y_cut + 20.0))
     failed = {c.name for c in verify_written(bigger, written, options).checks if not c.passed}
     assert {"image_air", "dose_zeroed", "no_vertex_in_region"} <= failed
+
+
+def test_broken_file_is_named_when_nothing_usable_is_found(tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "RS.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00\x10\x00UI")  # Part 10 magic, then nothing
+    assert main(["deface", str(src), str(tmp_path / "out"), "--quiet"]) == 3
+    err = capsys.readouterr().err
+    assert "RS.dcm" in err and not (tmp_path / "out").exists()

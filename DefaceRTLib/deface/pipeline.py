@@ -409,6 +409,7 @@ def deface_path(
     index = index_folder(input_path if input_path.is_dir() else input_path.parent)
     entries = [s for s in index.studies() if s.series]
     if not entries:
+        index.raise_on_errors()  # a broken file is the likelier reason: name it
         raise InputError("no image series (CT/MR) found", input_path)
     report = RunReport()
     deid = options.deidentification
