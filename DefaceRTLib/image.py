@@ -30,6 +30,9 @@ PathLike = Union[str, Path]
 #: File name endings read with SimpleITK instead of pydicom.
 ITK_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 
+#: Values longer than this (bytes) are read when converted, not with the header.
+DEFER_PIXELS_BYTES = 65536
+
 #: Largest tolerated deviation between slice gaps, as a fraction of the gap.
 SPACING_TOLERANCE = 0.01
 
@@ -228,7 +231,8 @@ def read_image_series(
     if not paths:
         raise InputError("no image files given")
     if datasets is None:
-        datasets = [dicom_compat.dcmread(p) for p in paths]
+        # pixel data is read slice by slice below, when it is converted
+        datasets = [dicom_compat.dcmread(p, defer_size=DEFER_PIXELS_BYTES) for p in paths]
     datasets = list(datasets)
     uids = {str(getattr(ds, "SeriesInstanceUID", "")) for ds in datasets}
     where = f"series {sorted(uids)[0]} ({paths[0].parent})" if len(uids) == 1 else str(paths[0].parent)
@@ -258,12 +262,19 @@ def read_image_series(
             raise InputError(f"pixel data has shape {pixels.shape}, expected Rows x Columns", p)
         slope, intercept = rescale[k]
         if integer:
-            values = pixels.astype(np.int32) + int(intercept)
+            b = int(intercept)
+            lo, hi = int(pixels.min()), int(pixels.max())
             info = np.iinfo(array.dtype)
-            if values.size and (values.min() < info.min or values.max() > info.max):
+            if lo + b < info.min or hi + b > info.max:
                 # stored values beyond what BitsStored declares: widen rather than wrap
                 array = array.astype(np.int32)
-            array[k] = values
+                info = np.iinfo(array.dtype)
+            if info.min <= lo and hi <= info.max and info.min <= b <= info.max:
+                # no wider temporary needed: every intermediate value fits
+                array[k] = pixels
+                array[k] += b
+            else:
+                array[k] = pixels.astype(np.int64) + b
         else:
             array[k] = pixels.astype(np.float64) * slope + intercept
         # keep the header only: the pixels now live in ``array``
@@ -375,7 +386,7 @@ def write_image_series(
 ) -> List[Path]:
     """Write ``volume`` as one DICOM file per slice into ``folder`` (which must exist).
 
-    Headers come from ``volume.datasets`` (deep-copied, never modified) when
+    Headers come from ``volume.datasets`` (copied, never modified) when
     there is one per slice; each slice keeps its original stored data type,
     bit depth and rescale. Position, orientation and InstanceNumber are
     written from ``volume.geometry``. ``finalize(ds)`` is called on every
@@ -396,7 +407,7 @@ def write_image_series(
     paths = []
     for k in range(nk):
         if headers is not None:
-            ds = copy.deepcopy(headers[k])
+            ds = dicom_compat.copy_header(headers[k])
             slope, intercept = volume.rescale[k] if volume.rescale else (1.0, 0.0)
         else:
             ds = copy.deepcopy(template)

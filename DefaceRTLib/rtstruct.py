@@ -15,6 +15,7 @@ centre lies within half a slice spacing of the contour plane.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
@@ -148,7 +149,6 @@ class StructureSet:
         self.rois: List[ROI] = []
         self._removed: set = set()
         self._replaced: Dict[int, List[Contour]] = {}
-        self._renamed: Dict[int, str] = {}
         colours: Dict[int, Tuple[int, int, int]] = {}
         contours: Dict[int, List[Contour]] = {}
         for item in getattr(dataset, "ROIContourSequence", []):
@@ -176,6 +176,19 @@ class StructureSet:
                     generation_algorithm=str(getattr(item, "ROIGenerationAlgorithm", "")),
                 )
             )
+
+    def copy(self) -> StructureSet:
+        """An independent structure set with the same ROIs and edits, made
+        without parsing the dataset again (the dataset is shared: it is
+        never modified). Contours are shared too: edits replace them."""
+        out = StructureSet.__new__(StructureSet)
+        out.dataset = self.dataset
+        out.path = self.path
+        out.rois = [dataclasses.replace(r, contours=list(r.contours)) for r in self.rois]
+        out._removed = set(self._removed)
+        by_number = {r.number: r for r in out.rois}
+        out._replaced = {n: by_number[n].contours for n in self._replaced}
+        return out
 
     # ------------------------------------------------------------ reading
     @classmethod

@@ -312,6 +312,9 @@ def test_verification_can_fail(tmp_path, phantom):
     bigger = dataclasses.replace(r, region=CutRegion(r.region.z_cut - 20.0, r.region.y_cut + 20.0))
     failed = {c.name for c in verify_written(bigger, written, options).checks if not c.passed}
     assert {"image_air", "dose_zeroed", "no_vertex_in_region"} <= failed
+    smaller = dataclasses.replace(r, region=CutRegion(r.region.z_cut + 20.0, r.region.y_cut - 20.0))
+    failed = {c.name for c in verify_written(smaller, written, options).checks if not c.passed}
+    assert {"image_unchanged", "dose_unchanged"} <= failed
 
 
 def test_broken_file_is_named_when_nothing_usable_is_found(tmp_path, capsys):

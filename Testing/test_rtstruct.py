@@ -96,6 +96,23 @@ def test_remove_and_replace_write_back_everything_else(tmp_path):
     assert _sample().names() == StructureSet(ss.dataset).names()
 
 
+def test_copy_carries_edits_and_is_independent(tmp_path):
+    ss = _sample()
+    ss.remove_roi("Isocenter 1")
+    ss.replace_contours("patient", [Contour(rect(0, 0, 10, 10, 5.0))])
+    cp = ss.copy()
+    assert cp.names() == ss.names() == ["patient", "Isocenter 2"]
+    assert cp.removed_roi_numbers == ss.removed_roi_numbers and cp.modified_roi_numbers == ss.modified_roi_numbers
+    # edits of the copy leave the original alone, and the other way round
+    cp.remove_roi("Isocenter 2")
+    cp.replace_contours("patient", [Contour(rect(1, 1, 3, 3, 5.0)), Contour(rect(5, 5, 7, 7, 5.0))])
+    assert ss.names() == ["patient", "Isocenter 2"] and len(ss.roi("patient").contours) == 1
+    ss.replace_contours("patient", [])
+    assert len(cp.roi("patient").contours) == 2
+    back = StructureSet(dicom_compat.dcmread(cp.write(tmp_path / "cp.dcm")))
+    assert back.names() == ["patient"] and len(back.roi("patient").contours) == 2
+
+
 def test_shared_rtstructs_parse(shared_data):
     for path in list((shared_data / "eclipse-prostate-rt").glob("RS*.dcm")) + [shared_data / "dicompyler-example" / "rtss.dcm"]:
         ss = StructureSet.read(path)

@@ -215,14 +215,7 @@ def deface_structure_set(
     used to group contours into planes the way the rasteriser does.
     """
     rules = rules or KeywordRules()
-    out = StructureSet(structure_set.dataset, structure_set.path)
-    # carry over edits already made to the input object
-    for number in structure_set.removed_roi_numbers:
-        if any(r.number == number for r in out.rois):
-            out.remove_roi(number)
-    for roi in structure_set.rois:
-        if roi.number in structure_set.modified_roi_numbers:
-            out.replace_contours(roi.number, roi.contours)
+    out = structure_set.copy()  # with any edits already made to the input object
     edits = StructureEdits()
     names = out.names()
     kept_rois = [out.roi(n) for n in rules.kept(names)]

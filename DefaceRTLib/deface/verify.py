@@ -130,10 +130,14 @@ def _check_image(report, tag, image, orig, region, kept_rois) -> None:
         report.add(f"{tag}_air", worst <= AIR_THRESHOLD_HU, f"{sub.size} removed voxels, highest {worst:.1f} HU")
     else:
         report.add(f"{tag}_air", True, "the cut region misses the image")
-    changed = image.array != orig.array
-    if m.box is not None:
-        changed[m.box] &= ~m.mask[m.box]
-    bad = int(np.count_nonzero(changed))
+    # slice by slice: no full-volume temporaries
+    bad = 0
+    k_box = range(*m.box[0].indices(image.array.shape[0])) if m.box is not None else range(0)
+    for k in range(image.array.shape[0]):
+        changed = image.array[k] != orig.array[k]
+        if k in k_box:
+            changed[m.box[1:]] &= ~m.mask[k][m.box[1:]]
+        bad += int(np.count_nonzero(changed))
     kept_n = int(m.kept_in_box.sum()) if m.kept_in_box is not None else 0
     report.add(f"{tag}_unchanged", bad == 0, f"{bad} voxels outside the removed region changed ({kept_n} kept-structure voxels in the cut region)")
 
