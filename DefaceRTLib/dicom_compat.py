@@ -151,17 +151,26 @@ def prepare_for_writing(ds: Dataset) -> None:
                     pass
 
 
-def save(ds: Dataset, path: Union[str, Path], finalize: Optional[Callable[[Dataset], None]] = None) -> Path:
-    """Write ``ds`` as a DICOM Part 10 file (uncompressed little endian, see
-    :func:`prepare_for_writing`); ``finalize(ds)`` runs first (UID remapping,
-    de-identification). Returns the path."""
+def encode(ds: Dataset, finalize: Optional[Callable[[Dataset], None]] = None) -> bytes:
+    """``ds`` as the bytes of a DICOM Part 10 file (uncompressed little
+    endian, see :func:`prepare_for_writing`); ``finalize(ds)`` runs first
+    (UID remapping, de-identification)."""
     if finalize is not None:
         finalize(ds)
     prepare_for_writing(ds)
+    buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         if PYDICOM_MAJOR >= 3:
-            ds.save_as(str(path), enforce_file_format=True)
+            pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
         else:
-            ds.save_as(str(path), write_like_original=False)
+            pydicom.dcmwrite(buffer, ds, write_like_original=False)
+    return buffer.getvalue()
+
+
+def save(ds: Dataset, path: Union[str, Path], finalize: Optional[Callable[[Dataset], None]] = None) -> Path:
+    """Write ``ds`` as a DICOM Part 10 file (see :func:`encode`). Returns the path."""
+    data = encode(ds, finalize)
+    with open(path, "wb") as f:
+        f.write(data)
     return Path(path)

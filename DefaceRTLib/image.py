@@ -22,6 +22,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from . import dicom_compat
+from .background_writer import BackgroundWriter
 from .errors import GeometryError, InputError
 from .geometry import ImageGeometry
 
@@ -397,36 +398,39 @@ def write_image_series(
     g = volume.geometry
     nk = g.size[2]
     headers = volume.datasets if len(volume.datasets) == nk else None
-    if headers is None:
+    template = _new_slice_dataset(volume) if headers is None else None
+    iop = [float(f"{v:.6f}") for v in np.r_[g.direction_matrix[:, 0], g.direction_matrix[:, 1]]]
+    paths = []
+    # encode here, write on a background thread (see background_writer)
+    with BackgroundWriter() as writer:
+        for k in range(nk):
+            ds = _slice_dataset(volume, k, headers[k] if headers is not None else template, headers is None, iop)
+            paths.append(writer.write(folder / f"{prefix}.{k + 1:04d}.dcm", dicom_compat.encode(ds, finalize)))
+    return paths
+
+
+def _slice_dataset(volume: ImageVolume, k: int, header: Dataset, new: bool, iop: List[float]) -> Dataset:
+    """Slice ``k``'s dataset: a copy of ``header`` (a slice header of the
+    series, or, when ``new``, a template for volumes that did not come from
+    DICOM) with position, orientation and pixel data from ``volume``."""
+    g = volume.geometry
+    if new:
         from pydicom.uid import generate_uid
 
-        template = _new_slice_dataset(volume)
-    row = g.direction_matrix[:, 0]
-    col = g.direction_matrix[:, 1]
-    iop = [float(f"{v:.6f}") for v in np.r_[row, col]]
-    paths = []
-    for k in range(nk):
-        if headers is not None:
-            ds = dicom_compat.copy_header(headers[k])
-            slope, intercept = volume.rescale[k] if volume.rescale else (1.0, 0.0)
-        else:
-            ds = copy.deepcopy(template)
-            ds.SOPInstanceUID = generate_uid()
-            slope, intercept = 1.0, 0.0
-            ds.Rows, ds.Columns = g.size[1], g.size[0]
-            ds.PixelSpacing = [g.spacing[1], g.spacing[0]]
-            ds.SliceThickness = g.spacing[2]
-        pos = g.index_to_lps(np.array([0.0, 0.0, k]))
-        ds.ImagePositionPatient = [float(f"{v:.6f}") for v in pos]
-        ds.ImageOrientationPatient = iop
-        ds.InstanceNumber = k + 1
-        stored = to_stored_values(volume.array[k], ds, slope, intercept)
-        ds.add_new(0x7FE00010, "OW" if stored.dtype.itemsize > 1 else "OB", stored.tobytes())
-        if hasattr(ds, "NumberOfFrames"):
-            del ds.NumberOfFrames
-        if finalize is not None:
-            finalize(ds)
-        out = folder / f"{prefix}.{k + 1:04d}.dcm"
-        dicom_compat.save(ds, out)
-        paths.append(out)
-    return paths
+        ds = copy.deepcopy(header)
+        ds.SOPInstanceUID = generate_uid()
+        slope, intercept = 1.0, 0.0
+        ds.Rows, ds.Columns = g.size[1], g.size[0]
+        ds.PixelSpacing = [g.spacing[1], g.spacing[0]]
+        ds.SliceThickness = g.spacing[2]
+    else:
+        ds = dicom_compat.copy_header(header)
+        slope, intercept = volume.rescale[k] if volume.rescale else (1.0, 0.0)
+    ds.ImagePositionPatient = [float(f"{v:.6f}") for v in g.index_to_lps(np.array([0.0, 0.0, k]))]
+    ds.ImageOrientationPatient = iop
+    ds.InstanceNumber = k + 1
+    stored = to_stored_values(volume.array[k], ds, slope, intercept)
+    ds.add_new(0x7FE00010, "OW" if stored.dtype.itemsize > 1 else "OB", stored.tobytes())
+    if hasattr(ds, "NumberOfFrames"):
+        del ds.NumberOfFrames
+    return ds

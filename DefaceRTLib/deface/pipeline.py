@@ -286,7 +286,7 @@ def write_result(
         t = time.perf_counter()
         import SimpleITK as sitk
 
-        img = result.defaced.image.geometry.to_sitk(result.image_mask.mask.astype(np.uint8))
+        img = result.defaced.image.geometry.to_sitk(result.image_mask.mask.view(np.uint8))  # bool is 0/1 bytes
         sitk.WriteImage(img, str(extras / MASK_NAME), True)
         written["mask"] = [extras / MASK_NAME]
         result.timings["write_mask_s"] = time.perf_counter() - t
