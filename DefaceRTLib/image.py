@@ -220,50 +220,89 @@ def _raw_pixels(ds: Dataset) -> Optional[np.ndarray]:
     return np.frombuffer(data, dtype=dtype, count=rows * cols).reshape(rows, cols)
 
 
-def read_image_series(
-    paths: Sequence[PathLike], allow_oblique: bool = False, datasets: Optional[Sequence[Dataset]] = None
-) -> ImageVolume:
-    """Read the files of one DICOM image series into an :class:`ImageVolume`.
+@dataclass
+class ImageSeries:
+    """The files of one DICOM image series, sorted along the slice normal,
+    with their geometry; pixel data is read slice by slice, on demand.
 
-    ``datasets`` may pass the already-read files (with pixel data) to avoid
-    reading them twice. All files must belong to one series.
+    :meth:`read` turns it into an :class:`ImageVolume`; :meth:`read_slice`
+    gives one slice without holding the whole volume (used to verify a
+    written series slice by slice).
+
+    Attributes:
+        geometry: the grid in LPS mm.
+        datasets: one header per slice, in ``k`` order (pixel data is read
+            from the file when a slice is read, and not kept).
+        paths: the file per slice, in ``k`` order.
+        rescale: (slope, intercept) per slice, in ``k`` order.
     """
-    paths = [Path(p) for p in paths]
-    if not paths:
-        raise InputError("no image files given")
-    if datasets is None:
-        # pixel data is read slice by slice below, when it is converted
-        datasets = [dicom_compat.dcmread(p, defer_size=DEFER_PIXELS_BYTES) for p in paths]
-    datasets = list(datasets)
-    uids = {str(getattr(ds, "SeriesInstanceUID", "")) for ds in datasets}
-    where = f"series {sorted(uids)[0]} ({paths[0].parent})" if len(uids) == 1 else str(paths[0].parent)
-    if len(uids) > 1:
-        raise InputError(f"files of {len(uids)} different series given as one series", where)
-    geometry, order = series_geometry(datasets, where, allow_oblique=allow_oblique)
-    datasets = [datasets[i] for i in order]
-    paths = [paths[i] for i in order]
-    rescale = []
-    for ds in datasets:
-        slope = float(getattr(ds, "RescaleSlope", 1) or 1)
-        intercept = float(getattr(ds, "RescaleIntercept", 0) or 0)
-        rescale.append((slope, intercept))
-    integer = all(s == 1.0 and float(b).is_integer() for s, b in rescale)
-    first = datasets[0]
-    # int16 holds CT in HU; a slice whose values do not fit widens the array to int32
-    dtype = np.int16 if integer else np.float32
-    array = np.empty(geometry.shape, dtype=dtype)
-    for k, (ds, p) in enumerate(zip(datasets, paths)):
+
+    geometry: ImageGeometry
+    datasets: List[Dataset]
+    paths: List[Path]
+    rescale: List[Tuple[float, float]]
+
+    @property
+    def modality(self) -> str:
+        return str(getattr(self.datasets[0], "Modality", ""))
+
+    @property
+    def series_instance_uid(self) -> str:
+        return str(getattr(self.datasets[0], "SeriesInstanceUID", ""))
+
+    @property
+    def study_instance_uid(self) -> str:
+        return str(getattr(self.datasets[0], "StudyInstanceUID", ""))
+
+    @property
+    def frame_of_reference_uid(self) -> str:
+        return str(getattr(self.datasets[0], "FrameOfReferenceUID", ""))
+
+    @property
+    def sop_instance_uids(self) -> List[str]:
+        return [str(ds.SOPInstanceUID) for ds in self.datasets]
+
+    @property
+    def integer(self) -> bool:
+        """True when every slice has slope 1 and an integer intercept (values are integers)."""
+        return all(s == 1.0 and float(b).is_integer() for s, b in self.rescale)
+
+    def read_stored(self, k: int) -> np.ndarray:
+        """Stored pixel values ``[j, i]`` of slice ``k``, read from its file
+        (the bytes are not kept in the header)."""
+        ds, path = self.datasets[k], self.paths[k]
         try:
             pixels = _raw_pixels(ds)
             if pixels is None:
                 pixels = ds.pixel_array
         except Exception as exc:
-            raise InputError(f"cannot decode pixel data ({exc})", p) from exc
-        if pixels.shape != (geometry.size[1], geometry.size[0]):
-            raise InputError(f"pixel data has shape {pixels.shape}, expected Rows x Columns", p)
-        slope, intercept = rescale[k]
-        if integer:
-            b = int(intercept)
+            raise InputError(f"cannot decode pixel data ({exc})", path) from exc
+        finally:
+            if "PixelData" in ds:
+                del ds.PixelData
+        if pixels.shape != (self.geometry.size[1], self.geometry.size[0]):
+            raise InputError(f"pixel data has shape {pixels.shape}, expected Rows x Columns", path)
+        return pixels
+
+    def read_slice(self, k: int) -> np.ndarray:
+        """Real-world values ``[j, i]`` of slice ``k`` (int64 when :attr:`integer`, float64 otherwise)."""
+        pixels = self.read_stored(k)
+        slope, intercept = self.rescale[k]
+        if self.integer:
+            return pixels.astype(np.int64) + int(intercept)
+        return pixels.astype(np.float64) * slope + intercept
+
+    def read(self) -> ImageVolume:
+        """The whole series as an :class:`ImageVolume` (int16 when the values
+        fit, int32 when they do not, float32 for non-integer rescales)."""
+        integer = self.integer
+        array = np.empty(self.geometry.shape, dtype=np.int16 if integer else np.float32)
+        for k in range(len(self.datasets)):
+            if not integer:
+                array[k] = self.read_slice(k)
+                continue
+            pixels = self.read_stored(k)
+            b = int(self.rescale[k][1])
             lo, hi = int(pixels.min()), int(pixels.max())
             info = np.iinfo(array.dtype)
             if lo + b < info.min or hi + b > info.max:
@@ -276,21 +315,53 @@ def read_image_series(
                 array[k] += b
             else:
                 array[k] = pixels.astype(np.int64) + b
-        else:
-            array[k] = pixels.astype(np.float64) * slope + intercept
-        # keep the header only: the pixels now live in ``array``
-        del ds.PixelData
-    return ImageVolume(
-        array=array,
-        geometry=geometry,
-        modality=str(getattr(first, "Modality", "")),
-        series_instance_uid=str(getattr(first, "SeriesInstanceUID", "")),
-        study_instance_uid=str(getattr(first, "StudyInstanceUID", "")),
-        frame_of_reference_uid=str(getattr(first, "FrameOfReferenceUID", "")),
-        datasets=datasets,
-        rescale=rescale,
-        source_paths=paths,
-    )
+        return ImageVolume(
+            array=array,
+            geometry=self.geometry,
+            modality=self.modality,
+            series_instance_uid=self.series_instance_uid,
+            study_instance_uid=self.study_instance_uid,
+            frame_of_reference_uid=self.frame_of_reference_uid,
+            datasets=self.datasets,
+            rescale=list(self.rescale),
+            source_paths=list(self.paths),
+        )
+
+
+def open_image_series(
+    paths: Sequence[PathLike], allow_oblique: bool = False, datasets: Optional[Sequence[Dataset]] = None
+) -> ImageSeries:
+    """Read the headers of one DICOM image series, check and sort them (see
+    :func:`series_geometry`); pixel data is read later, slice by slice.
+
+    ``datasets`` may pass the already-read files to avoid reading them
+    twice. All files must belong to one series.
+    """
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise InputError("no image files given")
+    if datasets is None:
+        # pixel data is read slice by slice, when it is converted
+        datasets = [dicom_compat.dcmread(p, defer_size=DEFER_PIXELS_BYTES) for p in paths]
+    datasets = list(datasets)
+    uids = {str(getattr(ds, "SeriesInstanceUID", "")) for ds in datasets}
+    where = f"series {sorted(uids)[0]} ({paths[0].parent})" if len(uids) == 1 else str(paths[0].parent)
+    if len(uids) > 1:
+        raise InputError(f"files of {len(uids)} different series given as one series", where)
+    geometry, order = series_geometry(datasets, where, allow_oblique=allow_oblique)
+    datasets = [datasets[i] for i in order]
+    rescale = [
+        (float(getattr(ds, "RescaleSlope", 1) or 1), float(getattr(ds, "RescaleIntercept", 0) or 0)) for ds in datasets
+    ]
+    return ImageSeries(geometry, datasets, [paths[i] for i in order], rescale)
+
+
+def read_image_series(
+    paths: Sequence[PathLike], allow_oblique: bool = False, datasets: Optional[Sequence[Dataset]] = None
+) -> ImageVolume:
+    """Read the files of one DICOM image series into an :class:`ImageVolume`
+    (see :func:`open_image_series` and :meth:`ImageSeries.read`)."""
+    return open_image_series(paths, allow_oblique=allow_oblique, datasets=datasets).read()
 
 
 def read_itk_image(path: PathLike, modality: str = "") -> ImageVolume:

@@ -31,7 +31,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from .. import dicom_compat
-from ..image import read_image_series
+from ..image import ImageSeries, ImageVolume, open_image_series
 from ..rtdose import DoseVolume
 from ..rtstruct import StructureSet
 from .dose import dose_removed_mask
@@ -89,12 +89,12 @@ def verify_written(result, written: Dict[str, List[Path]], options, deidentified
         _check_vertices(report, ss_out, region, rules, original.image.geometry)
 
     # --------------------------------------------------------------- image
-    image = read_image_series(written["image"])
+    image = open_image_series(written["image"])
     _check_image(report, "image", image, original.image, region, kept_rois)
     for n, other in enumerate(original.other_images):
         paths = [p for p in written.get("other_images", []) if p.parent.name == f"{other.modality or 'IMAGE'}_{n + 1}"]
         if paths:
-            _check_image(report, f"other_image_{n + 1}", read_image_series(paths), other, region, kept_rois)
+            _check_image(report, f"other_image_{n + 1}", open_image_series(paths), other, region, kept_rois)
 
     # ---------------------------------------------------------------- dose
     for n, (path, orig) in enumerate(zip(written.get("rtdose", []), original.doses)):
@@ -119,25 +119,35 @@ def verify_written(result, written: Dict[str, List[Path]], options, deidentified
     return report
 
 
-def _check_image(report, tag, image, orig, region, kept_rois) -> None:
+def _check_image(report, tag: str, image: ImageSeries, orig: ImageVolume, region, kept_rois) -> None:
+    """The written series ``image`` is air in the removed region and equal to
+    ``orig`` elsewhere; read and compared slice by slice, so no second
+    volume is held in memory."""
     if not image.geometry.same_grid(orig.geometry):
         report.add(f"{tag}_grid", False, "written grid differs from the input grid")
         return
     m = removed_mask(image.geometry, region, kept_rois)
+    k_box = range(*m.box[0].indices(image.geometry.shape[0])) if m.box is not None else range(0)
+    in_plane = m.box[1:] if m.box is not None else None
+    removed_n, worst, bad = 0, -np.inf, 0
+    for k in range(image.geometry.shape[0]):
+        written = image.read_slice(k)
+        if np.issubdtype(orig.array.dtype, np.floating):
+            written = written.astype(orig.array.dtype)  # as the input was read (float32)
+        changed = written != orig.array[k]
+        if k in k_box:
+            removed = m.mask[k][in_plane]
+            values = written[in_plane][removed]
+            if values.size:
+                removed_n += values.size
+                worst = max(worst, float(values.max()))
+            changed[in_plane] &= ~removed
+        bad += int(np.count_nonzero(changed))
     if m.box is not None:
-        sub = image.array[m.box][m.mask[m.box]]
-        worst = float(sub.max()) if sub.size else -1000.0
-        report.add(f"{tag}_air", worst <= AIR_THRESHOLD_HU, f"{sub.size} removed voxels, highest {worst:.1f} HU")
+        worst = worst if removed_n else -1000.0
+        report.add(f"{tag}_air", worst <= AIR_THRESHOLD_HU, f"{removed_n} removed voxels, highest {worst:.1f} HU")
     else:
         report.add(f"{tag}_air", True, "the cut region misses the image")
-    # slice by slice: no full-volume temporaries
-    bad = 0
-    k_box = range(*m.box[0].indices(image.array.shape[0])) if m.box is not None else range(0)
-    for k in range(image.array.shape[0]):
-        changed = image.array[k] != orig.array[k]
-        if k in k_box:
-            changed[m.box[1:]] &= ~m.mask[k][m.box[1:]]
-        bad += int(np.count_nonzero(changed))
     kept_n = int(m.kept_in_box.sum()) if m.kept_in_box is not None else 0
     report.add(f"{tag}_unchanged", bad == 0, f"{bad} voxels outside the removed region changed ({kept_n} kept-structure voxels in the cut region)")
 
