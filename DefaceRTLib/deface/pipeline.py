@@ -426,63 +426,69 @@ def deface_path(
     total = len(entries)
     single = total == 1
 
+    used: set = set()
+
+    def deface_one(n: int, entry, tmp: Optional[Path], qa_tmp: Optional[Path]) -> None:
+        """Read, deface, write and verify one study; its outcome goes to ``report``."""
+        if progress:
+            progress(n, total, f"study {n + 1}/{total}")
+        files = _study_files(entry)
+        source = os.path.commonpath([str(p.parent) for p in files])
+        before = file_signatures(files)
+        try:
+            t0 = time.perf_counter()
+            study = load_study_entry(entry, index)
+            read_s = time.perf_counter() - t0
+            if study.structure_set is None and not options.manual_eye_centres:
+                _raise_for_orphan_structure_set(index, source, study)
+            result = deface_study(study, options, where=source)
+            result.timings["read_s"] = read_s
+        except DefaceRTError as exc:
+            if isinstance(exc, OutputError):
+                raise
+            report.outcomes.append(StudyOutcome(source, None, "input error", str(exc)))
+            return
+        if dry_run or tmp is None:
+            report.outcomes.append(StudyOutcome(source, None, "dry run", "", result.summary))
+            return
+        pseudonym = pseudonyms.for_dataset(study.image.datasets[0]) if pseudonyms is not None and study.image.datasets else None
+        if single:
+            rel = Path(".")
+        elif pseudonym is not None:
+            rel = Path(pseudonym.patient_id) / f"study_{n + 1:03d}"
+        else:
+            rel = _relative_output(entry, index.root)
+        base, k = rel, 1
+        while str(rel) in used:
+            k += 1
+            rel = base.parent / f"{base.name}_{k}"
+        used.add(str(rel))
+        folder = tmp / rel
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            qa_file = qa_tmp / rel / QA_NAME if qa_tmp is not None else None
+            outcome = _write_and_verify(
+                result, study, folder, options, pseudonym, source, rel, verify_written, qa_file
+            )
+        except BaseException:
+            _remove_study_output(folder, tmp)
+            raise
+        after = file_signatures(files)
+        if after != before:
+            outcome.status = "verification failed"
+            outcome.message = "input files changed during the run"
+        if outcome.status != "ok":
+            _remove_study_output(folder, tmp)
+            if qa_file is not None and qa_file.exists():
+                qa_file.unlink()
+            outcome.output = None
+        report.outcomes.append(outcome)
+
     def run_all(tmp: Optional[Path], qa_tmp: Optional[Path] = None) -> None:
-        used: set = set()
         for n, entry in enumerate(entries):
+            # the study's objects are freed when deface_one returns, before collection resumes
             with _automatic_gc_paused():
-                if progress:
-                    progress(n, total, f"study {n + 1}/{total}")
-                files = _study_files(entry)
-                source = os.path.commonpath([str(p.parent) for p in files])
-                before = file_signatures(files)
-                try:
-                    t0 = time.perf_counter()
-                    study = load_study_entry(entry, index)
-                    read_s = time.perf_counter() - t0
-                    if study.structure_set is None and not options.manual_eye_centres:
-                        _raise_for_orphan_structure_set(index, source, study)
-                    result = deface_study(study, options, where=source)
-                    result.timings["read_s"] = read_s
-                except DefaceRTError as exc:
-                    if isinstance(exc, OutputError):
-                        raise
-                    report.outcomes.append(StudyOutcome(source, None, "input error", str(exc)))
-                    continue
-                if dry_run or tmp is None:
-                    report.outcomes.append(StudyOutcome(source, None, "dry run", "", result.summary))
-                    continue
-                pseudonym = pseudonyms.for_dataset(study.image.datasets[0]) if pseudonyms is not None and study.image.datasets else None
-                if single:
-                    rel = Path(".")
-                elif pseudonym is not None:
-                    rel = Path(pseudonym.patient_id) / f"study_{n + 1:03d}"
-                else:
-                    rel = _relative_output(entry, index.root)
-                base, k = rel, 1
-                while str(rel) in used:
-                    k += 1
-                    rel = base.parent / f"{base.name}_{k}"
-                used.add(str(rel))
-                folder = tmp / rel
-                folder.mkdir(parents=True, exist_ok=True)
-                try:
-                    qa_file = qa_tmp / rel / QA_NAME if qa_tmp is not None else None
-                    outcome = _write_and_verify(
-                        result, study, folder, options, pseudonym, source, rel, verify_written, qa_file
-                    )
-                except BaseException:
-                    _remove_study_output(folder, tmp)
-                    raise
-                after = file_signatures(files)
-                if after != before:
-                    outcome.status = "verification failed"
-                    outcome.message = "input files changed during the run"
-                if outcome.status != "ok":
-                    _remove_study_output(folder, tmp)
-                    if qa_file is not None and qa_file.exists():
-                        qa_file.unlink()
-                    outcome.output = None
-                report.outcomes.append(outcome)
+                deface_one(n, entry, tmp, qa_tmp)
         if progress:
             progress(total, total, "done")
 
