@@ -171,6 +171,7 @@ def _check_kept_untouched(report, ss_in, ss_out, rules) -> None:
 
 
 def _check_vertices(report, ss_out, region, rules, geometry) -> None:
+    import shapely
     from shapely import points as shp_points
 
     planes = PlaneIndex(geometry)
@@ -196,6 +197,7 @@ def _check_vertices(report, ss_out, region, rules, geometry) -> None:
                 continue
             if key not in grown:
                 grown[key] = poly.buffer(VERTEX_TOLERANCE_MM)
+                shapely.prepare(grown[key])  # many points are tested against it
             inside = grown[key].covers(shp_points(p[sel, :2]))
             count += int(np.count_nonzero(~np.asarray(inside)))
         if count:
