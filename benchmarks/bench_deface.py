@@ -42,7 +42,7 @@ def main() -> int:
               f"{patient.study.doses[0].array.shape} in {time.perf_counter() - t:.1f} s")
         del patient
         options = DefaceOptions(write_qa_figure=args.qa)
-        times, stages = [], []
+        times, stages, cpu = [], [], []
         traced_peak = 0
         # args.repeats timed runs, then one more under tracemalloc for the allocation peak only
         for n in range(args.repeats + 1):
@@ -50,9 +50,9 @@ def main() -> int:
             out = work / f"out{n}"
             if traced:
                 tracemalloc.start()
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             report = deface_path(src, out, options)
-            elapsed = time.perf_counter() - t
+            elapsed, cpu_s = time.perf_counter() - t, time.process_time() - c
             if traced:
                 _, traced_peak = tracemalloc.get_traced_memory()
                 tracemalloc.stop()
@@ -62,6 +62,7 @@ def main() -> int:
                 return 1
             if not traced:
                 times.append(elapsed)
+                cpu.append(cpu_s)
                 stages.append(outcome.summary["timings_s"])
             shutil.rmtree(out)
             shutil.rmtree(work / f"out{n}-qa", ignore_errors=True)
@@ -72,6 +73,8 @@ def main() -> int:
         print(f"per-patient time (read + deface + write + verify{' + QA figure' if args.qa else ''}): "
               f"median {median:.2f} s over {len(warm)} runs (min {min(warm):.2f}, max {max(warm):.2f}); "
               f"first run of the process (imports, caches) {cold:.2f} s")
+        print(f"CPU time (user + system, both threads: files are written on a second thread): median "
+              f"{statistics.median(cpu[1:] or cpu):.2f} s; a median wall time well above it means the machine was busy")
         print("stages of the median run (s): " + ", ".join(f"{k} {v:.3f}" for k, v in s.items()))
         print(f"peak memory: max RSS {peak_rss:.0f} MB (whole process, including generating the patient), "
               f"Python/numpy allocations peak of one run {traced_peak / 2**20:.0f} MB")
