@@ -72,6 +72,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="where the QA figures go (they show the original face, so never inside OUTPUT; "
                         "default OUTPUT-qa beside it)")
     g.add_argument("--no-mask", action="store_true", help="do not write the removed-region labelmap")
+    g.add_argument("--seg", action="store_true",
+                   help="also write the removed region as a DICOM SEG referencing the defaced CT (needs highdicom)")
     g.add_argument("--quiet", action="store_true", help="no progress display")
     g.add_argument("--json", action="store_true", help="print the run report as JSON")
 
@@ -103,6 +105,7 @@ def build_options(args: argparse.Namespace):
         deidentification=deid,
         pseudonym_map_path=args.pseudonym_map,
         write_mask=not args.no_mask,
+        write_seg=args.seg,
         write_qa_figure=not args.no_qa_figure,
         qa_folder=args.qa_folder,
         uid_salt=args.salt,

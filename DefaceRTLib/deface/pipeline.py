@@ -7,7 +7,8 @@ landmarks and a JSON-friendly summary) without touching any file.
 :func:`deface_path` reads one patient folder or a whole tree, defaces every
 study, optionally de-identifies the headers (:mod:`DefaceRTLib.deidentify`),
 writes one output folder per study (atomically: nothing half-written), the
-removed-region labelmap (NRRD), a JSON summary and a QA figure, and then
+removed-region labelmap (NRRD; optionally a DICOM SEG too), a JSON summary
+and a QA figure, and then
 verifies what it wrote (:mod:`.verify`).
 """
 
@@ -56,6 +57,8 @@ class DefaceOptions:
     ``qa_folder`` is where the QA figures go: they show the original face, so
     they are never written into the (shareable) output tree; by default they
     go to ``OUTPUT-qa`` beside it, one ``<study>/deface_qa.png`` per study.
+    ``write_seg`` also writes the removed region as a DICOM SEG referencing
+    the written CT (:mod:`.seg`; needs highdicom).
     """
 
     rules: KeywordRules = field(default_factory=KeywordRules)
@@ -65,6 +68,7 @@ class DefaceOptions:
     deidentification: Optional[object] = None
     pseudonym_map_path: Optional[Path] = None
     write_mask: bool = True
+    write_seg: bool = False
     write_qa_figure: bool = True
     qa_folder: Optional[Path] = None
     uid_salt: Optional[str] = None
@@ -290,6 +294,14 @@ def write_result(
         sitk.WriteImage(img, str(extras / MASK_NAME), True)
         written["mask"] = [extras / MASK_NAME]
         result.timings["write_mask_s"] = time.perf_counter() - t
+    if options.write_seg:
+        t = time.perf_counter()
+        from .seg import SEG_NAME, write_removed_region_seg
+
+        written["seg"] = [
+            write_removed_region_seg(result.image_mask.mask, written["image"], folder / SEG_NAME, uid_map or UIDMap())
+        ]
+        result.timings["write_seg_s"] = time.perf_counter() - t
     if options.write_qa_figure and qa_file is not None:
         t = time.perf_counter()
         from .qa import qa_figure
@@ -403,6 +415,10 @@ def deface_path(
     qa_root = None
     if not dry_run:
         check_output_location(output_path, [input_path], overwrite)
+        if options.write_seg:
+            from .seg import require_highdicom
+
+            require_highdicom()  # before any work is done
         if options.write_qa_figure:
             qa_root = Path(options.qa_folder or output_path.parent / f"{output_path.name}-qa")
             _check_map_location(qa_root, output_path, input_path, what="the QA figures (they show the original face)")

@@ -14,6 +14,8 @@ Re-reads what was written and checks, independently of the in-memory result:
   plane and outside every kept polygon of its plane);
 * ``dose_zeroed`` / ``dose_unchanged``: the dose is 0 in the dose grid's
   removed region and identical elsewhere (PTV voxels included);
+* ``seg_matches`` (when a DICOM SEG was written): it holds exactly the
+  removed region, frame by frame on the written CT slices;
 * ``references``: the written folder indexes as one study whose structure
   set links to the written image series, every contour image reference
   resolves, and every object shares one frame of reference; references to
@@ -90,7 +92,9 @@ def verify_written(result, written: Dict[str, List[Path]], options, deidentified
 
     # --------------------------------------------------------------- image
     image = open_image_series(written["image"])
-    _check_image(report, "image", image, original.image, region, kept_rois)
+    image_mask = _check_image(report, "image", image, original.image, region, kept_rois)
+    if written.get("seg") and image_mask is not None:
+        _check_seg(report, written["seg"][0], image, image_mask)
     for n, other in enumerate(original.other_images):
         paths = [p for p in written.get("other_images", []) if p.parent.name == f"{other.modality or 'IMAGE'}_{n + 1}"]
         if paths:
@@ -119,13 +123,14 @@ def verify_written(result, written: Dict[str, List[Path]], options, deidentified
     return report
 
 
-def _check_image(report, tag: str, image: ImageSeries, orig: ImageVolume, region, kept_rois) -> None:
+def _check_image(report, tag: str, image: ImageSeries, orig: ImageVolume, region, kept_rois):
     """The written series ``image`` is air in the removed region and equal to
     ``orig`` elsewhere; read and compared slice by slice, so no second
-    volume is held in memory."""
+    volume is held in memory. Returns the recomputed removed region (None
+    when the grids differ)."""
     if not image.geometry.same_grid(orig.geometry):
         report.add(f"{tag}_grid", False, "written grid differs from the input grid")
-        return
+        return None
     m = removed_mask(image.geometry, region, kept_rois)
     k_box = range(*m.box[0].indices(image.geometry.shape[0])) if m.box is not None else range(0)
     in_plane = m.box[1:] if m.box is not None else None
@@ -150,6 +155,20 @@ def _check_image(report, tag: str, image: ImageSeries, orig: ImageVolume, region
         report.add(f"{tag}_air", True, "the cut region misses the image")
     kept_n = int(m.kept_in_box.sum()) if m.kept_in_box is not None else 0
     report.add(f"{tag}_unchanged", bad == 0, f"{bad} voxels outside the removed region changed ({kept_n} kept-structure voxels in the cut region)")
+    return m
+
+
+def _check_seg(report, path: Path, image: ImageSeries, m) -> None:
+    """The written DICOM SEG holds exactly the recomputed removed region."""
+    from .seg import read_removed_region_seg
+
+    try:
+        seg = read_removed_region_seg(path, image.sop_instance_uids)
+    except Exception as exc:  # any failure to read it back fails the check
+        report.add("seg_matches", False, str(exc))
+        return
+    differ = int(np.count_nonzero(seg != m.mask)) if seg.shape == m.mask.shape else -1
+    report.add("seg_matches", differ == 0, f"{int(seg.sum())} voxels in the SEG, {differ} differ from the removed region")
 
 
 def _check_kept_untouched(report, ss_in, ss_out, rules) -> None:
@@ -217,7 +236,7 @@ def _check_references(report, written, original, image, ss_out) -> None:
     sop = set(image.sop_instance_uids)
     if len({str(ds.SeriesInstanceUID) for ds in image.datasets}) != 1:
         msgs.append("image slices of several series")
-    others = {k: [dicom_compat.dcmread(p, stop_before_pixels=True) for p in written.get(k, [])] for k in ("rtdose", "rtplan")}
+    others = {k: [dicom_compat.dcmread(p, stop_before_pixels=True) for p in written.get(k, [])] for k in ("rtdose", "rtplan", "seg")}
     if ss_out is not None:
         if ss_out.frame_of_reference_uid != for_uid:
             msgs.append("structure set frame of reference differs from the image's")
@@ -228,7 +247,11 @@ def _check_references(report, written, original, image, ss_out) -> None:
             msgs.append(f"{len(missing)} contour image references do not resolve")
     plan_uids = {str(ds.SOPInstanceUID) for ds in others["rtplan"]}
     ss_uids = {str(ss_out.dataset.SOPInstanceUID)} if ss_out is not None else set()
-    for ds in others["rtdose"] + others["rtplan"]:
+    for ds in others["seg"]:
+        refs = {str(s.SeriesInstanceUID) for s in getattr(ds, "ReferencedSeriesSequence", [])}
+        if refs != {series_uid}:
+            msgs.append("SEG does not reference the written image series")
+    for ds in others["rtdose"] + others["rtplan"] + others["seg"]:
         if str(getattr(ds, "FrameOfReferenceUID", for_uid)) != for_uid:
             msgs.append(f"{ds.Modality} frame of reference differs from the image's")
     for ds in others["rtdose"]:
@@ -239,7 +262,7 @@ def _check_references(report, written, original, image, ss_out) -> None:
         refs = {str(r.ReferencedSOPInstanceUID) for r in getattr(ds, "ReferencedStructureSetSequence", [])}
         if refs and original.structure_set is not None and not refs <= ss_uids:
             msgs.append("plan references a structure set that is not in the output")
-    studies = {str(ds.StudyInstanceUID) for ds in image.datasets[:1] + others["rtdose"] + others["rtplan"]}
+    studies = {str(ds.StudyInstanceUID) for ds in image.datasets[:1] + others["rtdose"] + others["rtplan"] + others["seg"]}
     if ss_out is not None:
         studies.add(str(ss_out.dataset.StudyInstanceUID))
     if len(studies) != 1:
@@ -256,7 +279,7 @@ def _check_deidentified(report, written, original, image) -> None:
     originals += [d.dataset for d in original.doses if d.dataset is not None] + list(original.plans)
     strings = sorted({s for ds in originals for s in identifying_strings(ds)})
     outputs = list(image.datasets)
-    for kind in ("rtstruct", "rtdose", "rtplan"):
+    for kind in ("rtstruct", "rtdose", "rtplan", "seg"):
         outputs += [dicom_compat.dcmread(p, stop_before_pixels=True) for p in written.get(kind, [])]
     msgs = []
     for ds in outputs:
