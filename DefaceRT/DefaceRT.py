@@ -107,6 +107,7 @@ class DefaceRTParameterNode:
     outputFolder: pathlib.Path
     deidentify: bool = True
     uidSalt: str = ""
+    writeSeg: bool = False
 
 
 #
@@ -255,6 +256,8 @@ class DefaceRTWidget(widget.ParameterNodeWidget):
     def onExport(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to export the defaced study."), waitCursor=True):
             if not dependencies.ensure("deface", parent=slicer.util.mainWindow()):
+                return
+            if self._parameterNode.writeSeg and not dependencies.ensure("seg", parent=slicer.util.mainWindow()):
                 return
             report = self.logic.export(self._parameterNode)
             self.ui.exportResultTextEdit.setPlainText(self.logic.formatReport(report))
@@ -471,6 +474,7 @@ class DefaceRTLogic(ScriptedLoadableModuleLogic):
             eye_radius_mm=p.eyeRadiusMm,
             deidentification=DeidentificationOptions(salt=salt) if p.deidentify else None,
             uid_salt=salt,
+            write_seg=p.writeSeg,
         )
 
     def _eyeCentresMoved(self, p) -> bool:

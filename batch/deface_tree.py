@@ -25,6 +25,7 @@ def main(argv) -> int:
     parser.add_argument("--salt", help="secret making pseudonyms and UIDs reproducible (keep it private)")
     parser.add_argument("--inferior-margin-mm", type=float, default=0.0)
     parser.add_argument("--posterior-margin-mm", type=float, default=0.0)
+    parser.add_argument("--seg", action="store_true", help="also write the removed region as a DICOM SEG (needs highdicom)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
@@ -38,6 +39,7 @@ def main(argv) -> int:
         margins=Margins(args.inferior_margin_mm, args.posterior_margin_mm),
         deidentification=DeidentificationOptions(salt=args.salt) if args.deidentify else None,
         uid_salt=args.salt,
+        write_seg=args.seg,
     )
     report = deface_path(args.input, args.output, options, overwrite=args.overwrite, progress=TextProgress(enabled=not args.quiet))
     for o in report.outcomes:

@@ -3,7 +3,7 @@
 Slicer ships numpy, VTK, SimpleITK, pydicom and scipy; DefaceRTLib also needs
 scikit-image and shapely (defacing, contour metrics) and, for the privacy
 check, OpenCV with the offline MTCNN/FaceNet models, scikit-learn and
-matplotlib. Nothing is installed at import time: a module calls
+matplotlib; highdicom only for the optional DICOM SEG output. Nothing is installed at import time: a module calls
 :func:`ensure` when the user starts a task that needs a package group, the
 user confirms, and pip runs with a constraints file that pins Slicer's own
 packages to the versions already installed, so they are never replaced.
@@ -30,6 +30,9 @@ GROUPS: Dict[str, Dict[str, str]] = {
         "skimage": "scikit-image>=0.22",
         "shapely": "shapely>=2.0",
         "matplotlib": "matplotlib>=3.7",
+    },
+    "seg": {
+        "highdicom": "highdicom>=0.22",
     },
     "face": {
         "cv2": "opencv-python-headless>=4.8,<5",
