@@ -1,9 +1,9 @@
 """Per-patient defacing time and peak memory on the synthetic 512 x 512 x 180 patient with dose.
 
 Times read + deface + write + verify (``deface_path`` on one patient folder,
-labelmap and JSON included; the QA figure is timed separately since it is
-optional, as is the DICOM SEG) and prints the median over repeats and the peak memory: the
-process's maximum resident set size (``resource.getrusage``, includes the
+labelmap and JSON included; the optional QA figure and DICOM SEG only with
+``--qa`` / ``--seg``) and prints the median over repeats, the CPU time and
+the peak memory: the process's maximum resident set size (``resource.getrusage``, includes the
 Python interpreter and the libraries) and the peak of Python allocations
 during one run (``tracemalloc``, numpy arrays included).
 
