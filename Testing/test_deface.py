@@ -326,3 +326,17 @@ def test_broken_file_is_named_when_nothing_usable_is_found(tmp_path, capsys):
     assert main(["deface", str(src), str(tmp_path / "out"), "--quiet"]) == 3
     err = capsys.readouterr().err
     assert "RS.dcm" in err and not (tmp_path / "out").exists()
+
+
+def test_full_collections_paused_per_study_and_restored(tmp_path, phantom):
+    import gc
+
+    from DefaceRTLib.deface import DefaceOptions, deface_path
+
+    seen = []
+    before = gc.get_threshold()
+    report = deface_path(phantom.folder, tmp_path / "o", DefaceOptions(write_qa_figure=False),
+                         progress=lambda n, total, msg: seen.append((msg, gc.get_threshold())))
+    assert report.ok and gc.get_threshold() == before
+    during = dict(seen)["study 1/1"]
+    assert during[:2] == before[:2] and during[2] >= 1_000_000
