@@ -14,6 +14,7 @@ in the original stored data type and bit depth.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple, Union
@@ -78,17 +79,7 @@ class ImageVolume:
         """A copy of this volume's metadata holding ``array`` (same grid)."""
         if array.shape != self.geometry.shape:
             raise GeometryError(f"array shape {array.shape} does not match grid {self.geometry.shape}")
-        return ImageVolume(
-            array=array,
-            geometry=self.geometry,
-            modality=self.modality,
-            series_instance_uid=self.series_instance_uid,
-            study_instance_uid=self.study_instance_uid,
-            frame_of_reference_uid=self.frame_of_reference_uid,
-            datasets=self.datasets,
-            rescale=list(self.rescale),
-            source_paths=list(self.source_paths),
-        )
+        return dataclasses.replace(self, array=array, rescale=list(self.rescale), source_paths=list(self.source_paths))
 
     def stored_value_range(self) -> Tuple[float, float]:
         """Smallest and largest real-world value the original pixel format can hold
