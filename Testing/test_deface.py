@@ -317,6 +317,11 @@ def test_verification_can_fail(tmp_path, phantom):
     smaller = dataclasses.replace(r, region=CutRegion(r.region.z_cut + 20.0, r.region.y_cut - 20.0))
     failed = {c.name for c in verify_written(smaller, written, options).checks if not c.passed}
     assert {"image_unchanged", "dose_unchanged"} <= failed
+    # headers written without de-identification fail the de-identification check, object by object
+    deid = {c.name: c for c in verify_written(r, written, options, deidentified=True).checks}["deidentified"]
+    assert not deid.passed
+    for modality in ("CT", "RTSTRUCT", "RTDOSE"):
+        assert f"{modality}: PatientIdentityRemoved is not YES" in deid.detail
 
 
 def test_broken_file_is_named_when_nothing_usable_is_found(tmp_path, capsys):

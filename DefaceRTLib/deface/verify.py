@@ -116,10 +116,12 @@ def verify_written(result, written: Dict[str, List[Path]], options, deidentified
         report.add(f"{tag}_unchanged", bad == 0, f"{bad} voxels outside the removed region changed")
 
     # ---------------------------------------------------------- references
-    _check_references(report, written, original, image, ss_out)
+    # headers of the other written objects, read once for both checks below
+    others = {k: [dicom_compat.dcmread(p, stop_before_pixels=True) for p in written.get(k, [])] for k in ("rtdose", "rtplan", "seg")}
+    _check_references(report, others, original, image, ss_out)
 
     if deidentified:
-        _check_deidentified(report, written, original, image)
+        _check_deidentified(report, others, original, image, ss_out)
     return report
 
 
@@ -227,7 +229,7 @@ def _check_vertices(report, ss_out, region, rules, geometry) -> None:
         report.add("body_clipped", not any(b.name in " ".join(bad) for b in body), ", ".join(b.name for b in body))
 
 
-def _check_references(report, written, original, image, ss_out) -> None:
+def _check_references(report, others, original, image, ss_out) -> None:
     """Every reference between the written objects resolves (from the headers
     just re-read; no second indexing pass)."""
     msgs = []
@@ -236,7 +238,6 @@ def _check_references(report, written, original, image, ss_out) -> None:
     sop = set(image.sop_instance_uids)
     if len({str(ds.SeriesInstanceUID) for ds in image.datasets}) != 1:
         msgs.append("image slices of several series")
-    others = {k: [dicom_compat.dcmread(p, stop_before_pixels=True) for p in written.get(k, [])] for k in ("rtdose", "rtplan", "seg")}
     if ss_out is not None:
         if ss_out.frame_of_reference_uid != for_uid:
             msgs.append("structure set frame of reference differs from the image's")
@@ -270,7 +271,7 @@ def _check_references(report, written, original, image, ss_out) -> None:
     report.add("references", not msgs, "; ".join(msgs))
 
 
-def _check_deidentified(report, written, original, image) -> None:
+def _check_deidentified(report, others, original, image, ss_out) -> None:
     from ..deidentify import find_identifying_strings, identifying_strings
 
     originals = [original.image.datasets[0]] if original.image.datasets else []
@@ -278,9 +279,8 @@ def _check_deidentified(report, written, original, image) -> None:
         originals.append(original.structure_set.dataset)
     originals += [d.dataset for d in original.doses if d.dataset is not None] + list(original.plans)
     strings = sorted({s for ds in originals for s in identifying_strings(ds)})
-    outputs = list(image.datasets)
-    for kind in ("rtstruct", "rtdose", "rtplan", "seg"):
-        outputs += [dicom_compat.dcmread(p, stop_before_pixels=True) for p in written.get(kind, [])]
+    outputs = list(image.datasets) + ([ss_out.dataset] if ss_out is not None else [])
+    outputs += others["rtdose"] + others["rtplan"] + others["seg"]
     msgs = []
     for ds in outputs:
         if str(getattr(ds, "PatientIdentityRemoved", "")) != "YES":
