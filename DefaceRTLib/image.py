@@ -276,12 +276,13 @@ class ImageSeries:
         return pixels
 
     def read_slice(self, k: int) -> np.ndarray:
-        """Real-world values ``[j, i]`` of slice ``k`` (int64 when :attr:`integer`, float64 otherwise)."""
+        """Real-world values ``[j, i]`` of slice ``k``: int64 when :attr:`integer`,
+        otherwise float32 (computed in float64), exactly as :meth:`read` stores them."""
         pixels = self.read_stored(k)
         slope, intercept = self.rescale[k]
         if self.integer:
             return pixels.astype(np.int64) + int(intercept)
-        return pixels.astype(np.float64) * slope + intercept
+        return (pixels.astype(np.float64) * slope + intercept).astype(np.float32)
 
     def read(self) -> ImageVolume:
         """The whole series as an :class:`ImageVolume` (int16 when the values

@@ -138,9 +138,7 @@ def _check_image(report, tag: str, image: ImageSeries, orig: ImageVolume, region
     in_plane = m.box[1:] if m.box is not None else None
     removed_n, worst, bad = 0, -np.inf, 0
     for k in range(image.geometry.shape[0]):
-        written = image.read_slice(k)
-        if np.issubdtype(orig.array.dtype, np.floating):
-            written = written.astype(orig.array.dtype)  # as the input was read (float32)
+        written = image.read_slice(k)  # the same values and precision as the input was read with
         changed = written != orig.array[k]
         if k in k_box:
             removed = m.mask[k][in_plane]
