@@ -7,6 +7,13 @@ copied voxel for voxel and only their index-to-world matrix is converted.
 
 Volumes under a non-identity parent transform are refused (harden the
 transform first): DefaceRTLib works in the DICOM patient frame.
+
+Only MRML calls are used (no ``slicer.app``, ``slicer.modules`` or Qt): new
+nodes go into the scene of the node they are made from (or ``scene``), and
+segment labelmaps are exported and imported with the static functions of
+``vtkSlicerSegmentationsModuleLogic`` that ``slicer.util``'s segment helpers
+call through ``slicer.modules``. So this file runs, and is tested, on
+Kitware's ``slicer-core`` wheel as well as inside Slicer.
 """
 
 from __future__ import annotations
@@ -29,6 +36,15 @@ from . import convert
 DOSE_VOLUME_ATTRIBUTE = "DicomRtImport.DoseVolume"
 #: Name of SlicerRT's planar contour representation (RTSTRUCT source).
 PLANAR_CONTOUR = "Planar contour"
+
+
+def _sceneOf(node, scene=None):
+    """``scene`` if given, else the scene ``node`` is in, else Slicer's scene."""
+    if scene is not None:
+        return scene
+    if node is not None and node.GetScene() is not None:
+        return node.GetScene()
+    return slicer.mrmlScene
 
 
 # --------------------------------------------------------------- volumes
@@ -61,6 +77,16 @@ def imageVolumeFromVolumeNode(volumeNode, modality: str = "CT") -> ImageVolume:
     )
 
 
+def writeVolumeFile(volumeNode, path: str) -> str:
+    """Write a volume node as a NRRD/NIfTI file in LPS (SimpleITK; what
+    ``defacert`` commands read), without Slicer's storage nodes."""
+    import SimpleITK as sitk
+
+    volume = imageVolumeFromVolumeNode(volumeNode, modality="")
+    sitk.WriteImage(volume.to_sitk(), str(path), True)
+    return str(path)
+
+
 def isDoseVolumeNode(volumeNode) -> bool:
     return bool(volumeNode is not None and volumeNode.GetAttribute(DOSE_VOLUME_ATTRIBUTE))
 
@@ -79,11 +105,14 @@ def addVolumeNode(
     name: str,
     template=None,
     className: str = "vtkMRMLScalarVolumeNode",
+    scene=None,
 ):
     """New volume node holding ``array`` on ``geometry``; display settings and
-    the SlicerRT dose flag are copied from ``template``."""
+    the SlicerRT dose flag are copied from ``template``. The node goes into
+    ``scene`` (default: the template's scene, else Slicer's)."""
     ijkToRas = slicer.util.vtkMatrixFromArray(convert.ijk_to_ras_from_geometry(geometry))
-    node = slicer.mrmlScene.AddNewNodeByClass(className, slicer.mrmlScene.GenerateUniqueName(name))
+    scene = _sceneOf(template, scene)
+    node = scene.AddNewNodeByClass(className, scene.GenerateUniqueName(name))
     node.CreateDefaultDisplayNodes()
     node.SetIJKToRASMatrix(ijkToRas)
     slicer.util.updateVolumeFromArray(node, np.ascontiguousarray(array))
@@ -98,9 +127,9 @@ def addVolumeNode(
     return node
 
 
-def addLabelmapNode(mask: np.ndarray, geometry: ImageGeometry, name: str):
+def addLabelmapNode(mask: np.ndarray, geometry: ImageGeometry, name: str, scene=None):
     """New labelmap volume (1 inside ``mask``)."""
-    return addVolumeNode(mask.astype(np.uint8), geometry, name, className="vtkMRMLLabelMapVolumeNode")
+    return addVolumeNode(mask.astype(np.uint8), geometry, name, className="vtkMRMLLabelMapVolumeNode", scene=scene)
 
 
 # ----------------------------------------------------------- segmentations
@@ -113,9 +142,60 @@ def segmentIdsAndNames(segmentationNode) -> List[Tuple[str, str]]:
 
 
 def segmentMask(segmentationNode, segmentId: str, referenceVolumeNode) -> np.ndarray:
-    """Boolean ``[k, j, i]`` mask of one segment on the reference volume's grid."""
-    array = slicer.util.arrayFromSegmentBinaryLabelmap(segmentationNode, segmentId, referenceVolumeNode)
-    return np.asarray(array) > 0
+    """Boolean ``[k, j, i]`` mask of one segment on the reference volume's grid.
+
+    A segment with SlicerRT's "Planar contour" representation (an RTSTRUCT
+    ROI) is rasterised from those contours by DefaceRTLib (voxel centres,
+    even-odd), the voxels batch mode and the export cut, rather than through
+    SlicerRT's contour -> surface -> labelmap conversion. Any other segment is
+    exported as ``slicer.util.arrayFromSegmentBinaryLabelmap`` does, without
+    ``slicer.modules``: into a temporary labelmap node with the reference
+    volume's full extent."""
+    polyData = segmentationNode.GetSegmentation().GetSegment(segmentId).GetRepresentation(PLANAR_CONTOUR)
+    if polyData is not None:  # (an ROI without contours has an empty one)
+        from DefaceRTLib.rtstruct import rasterize_contours
+
+        return rasterize_contours(_contoursFromPlanarPolyData(polyData), geometryFromVolumeNode(referenceVolumeNode))
+    return _exportedSegmentMask(segmentationNode, segmentId, referenceVolumeNode)
+
+
+def _exportedSegmentMask(segmentationNode, segmentId: str, referenceVolumeNode) -> np.ndarray:
+    scene = _sceneOf(segmentationNode)
+    labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__DefaceRT_temp__")
+    try:
+        ok = slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
+            segmentationNode, [segmentId], labelmap, referenceVolumeNode, slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY
+        )
+        if not ok:
+            raise RuntimeError(f"cannot export segment {segmentId!r} of {segmentationNode.GetName()} as a binary labelmap")
+        array = np.asarray(slicer.util.arrayFromVolume(labelmap)) > 0
+    finally:
+        display = labelmap.GetDisplayNode()
+        if display is not None and display.GetColorNode() is not None:
+            scene.RemoveNode(display.GetColorNode())
+        scene.RemoveNode(labelmap)
+    return array
+
+
+def setSegmentMask(segmentationNode, segmentId: str, mask: np.ndarray, referenceVolumeNode) -> None:
+    """Set a segment's binary labelmap from a ``[k, j, i]`` mask on the reference grid
+    (``slicer.util.updateSegmentBinaryLabelmapFromArray`` without ``slicer.modules``)."""
+    mask = np.asarray(mask)
+    if mask.shape != tuple(reversed(referenceVolumeNode.GetImageData().GetDimensions())):
+        raise ValueError(f"mask shape {mask.shape} does not match {referenceVolumeNode.GetName()}")
+    scene = _sceneOf(segmentationNode)
+    labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__DefaceRT_temp__")
+    try:
+        m = vtk.vtkMatrix4x4()
+        referenceVolumeNode.GetIJKToRASMatrix(m)
+        labelmap.SetIJKToRASMatrix(m)
+        slicer.util.updateVolumeFromArray(labelmap, np.ascontiguousarray(mask > 0, dtype=np.uint8))
+        ids = vtk.vtkStringArray()
+        ids.InsertNextValue(segmentId)
+        if not slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmap, segmentationNode, ids):
+            raise RuntimeError(f"cannot import the mask into segment {segmentId!r} of {segmentationNode.GetName()}")
+    finally:
+        scene.RemoveNode(labelmap)
 
 
 def segmentMasks(segmentationNode, referenceVolumeNode, segmentIds: Optional[Sequence[str]] = None) -> Dict[str, np.ndarray]:
@@ -183,14 +263,15 @@ def addSegmentationFromMasks(
 ):
     """New segmentation node with one segment per mask (on the reference grid).
     ``colors`` are RGB 0-1."""
-    node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", slicer.mrmlScene.GenerateUniqueName(name))
+    scene = _sceneOf(referenceVolumeNode)
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", scene.GenerateUniqueName(name))
     node.CreateDefaultDisplayNodes()
     node.SetReferenceImageGeometryParameterFromVolumeNode(referenceVolumeNode)
     colors = colors or {}
     for segName, mask in masks.items():
         color = colors.get(segName, (0.9, 0.3, 0.3))
         segmentId = node.GetSegmentation().AddEmptySegment(segName, segName, list(color))
-        slicer.util.updateSegmentBinaryLabelmapFromArray(mask.astype(np.uint8), node, segmentId, referenceVolumeNode)
+        setSegmentMask(node, segmentId, mask, referenceVolumeNode)
     if opacity is not None:
         node.GetDisplayNode().SetOpacity(opacity)
     return node
@@ -202,7 +283,7 @@ def replaceSegmentMask(segmentationNode, segmentName: str, mask: np.ndarray, ref
     segmentId = segmentation.GetSegmentIdBySegmentName(segmentName)
     if not segmentId:
         segmentId = segmentation.AddEmptySegment(segmentName, segmentName, list(color))
-    slicer.util.updateSegmentBinaryLabelmapFromArray(mask.astype(np.uint8), segmentationNode, segmentId, referenceVolumeNode)
+    setSegmentMask(segmentationNode, segmentId, mask, referenceVolumeNode)
     return segmentId
 
 
@@ -242,8 +323,14 @@ def planeOriginLps(planeNode) -> np.ndarray:
 # ------------------------------------------------------------------- tables
 def fillTableNode(tableNode, rows: List[Dict[str, object]], columns: Optional[Sequence[str]] = None) -> None:
     """Replace the content of a table node with ``rows`` (dicts); numbers
-    become double columns (sortable), everything else strings."""
+    become double columns (sortable), everything else strings.
+
+    The column names are the table's header (``SetUseColumnTitleAsColumnHeader``,
+    each column's title set to its name), not an editable first row that
+    sorting would mix in; the table is locked (results are not edited)."""
     columns = list(columns) if columns is not None else list(dict.fromkeys(k for r in rows for k in r))
+    tableNode.SetUseColumnTitleAsColumnHeader(True)
+    tableNode.SetLocked(True)
     tableNode.RemoveAllColumns()
     table = tableNode.GetTable()
     for name in columns:
@@ -257,7 +344,23 @@ def fillTableNode(tableNode, rows: List[Dict[str, object]], columns: Optional[Se
             else:
                 array.InsertNextValue("" if v is None else str(v))
         table.AddColumn(array)
+        tableNode.SetColumnTitle(name, name)
     tableNode.Modified()
+
+
+def rowsFromCsv(path) -> List[Dict[str, object]]:
+    """Rows of a CSV report written by a ``defacert`` command, numbers as floats
+    (so that :func:`fillTableNode` makes them sortable number columns)."""
+    import csv
+
+    def value(text):
+        try:
+            return float(text)
+        except ValueError:
+            return None if text == "" else text
+
+    with open(path, newline="", encoding="utf-8") as f:
+        return [{k: value(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 # ------------------------------------------------------------- DICOM files
