@@ -1,9 +1,10 @@
+import json
 import logging
 import os
 import pathlib
 import sys
 import tempfile
-from typing import Annotated, Dict, List
+from typing import Annotated, List
 
 import numpy as np
 import qt
@@ -38,14 +39,13 @@ def _addSourceTreePaths():
 
 _addSourceTreePaths()
 
-from DefaceRTSlicerLib import dependencies, nodes, widget  # noqa: E402
-
-from DefaceRTLib.geometry import ImageGeometry  # noqa: E402
+from DefaceRTSlicerLib import defacelogic, dependencies, nodes, widget  # noqa: E402
+from DefaceRTSlicerLib.jobrunner import JobRunner  # noqa: E402
 
 DOCS_URL = "https://github.com/kildealab/SlicerDefaceRT/blob/main/docs/modules/DefaceRT.md"
 
-REMOVED_SEGMENT = "Removed region"
-KEPT_IN_REGION_SEGMENT = "Kept structures in region"
+#: Live preview waits this long after the last change (a drag, a tick) before recomputing.
+PREVIEW_DELAY_MS = 300
 
 
 #
@@ -87,6 +87,9 @@ class DefaceRTParameterNode:
     eyePlane, coronalPlane: the two planes of the cut (axial at the inferior-most
         eye slice, coronal at the eyes' antero-posterior centre).
     previewSegmentation: live preview of the removed region.
+
+    The UID salt is a secret and deliberately not a field: parameter nodes
+    are saved in the scene file. It lives only in the (password) line edit.
     """
 
     ctVolume: vtkMRMLScalarVolumeNode
@@ -99,14 +102,13 @@ class DefaceRTParameterNode:
     coronalPlane: vtkMRMLMarkupsPlaneNode
     previewSegmentation: vtkMRMLSegmentationNode
     eyeRadiusMm: Annotated[float, WithinRange(0.0, 30.0)] = 12.0
-    inferiorMarginMm: Annotated[float, WithinRange(-50.0, 50.0)] = 0.0
-    posteriorMarginMm: Annotated[float, WithinRange(-50.0, 50.0)] = 0.0
+    inferiorMarginMm: Annotated[float, WithinRange(0.0, 50.0)] = 0.0
+    posteriorMarginMm: Annotated[float, WithinRange(0.0, 50.0)] = 0.0
     livePreview: bool = True
     useDicomDatabase: bool = True
     sourceFolder: pathlib.Path
     outputFolder: pathlib.Path
     deidentify: bool = True
-    uidSalt: str = ""
     writeSeg: bool = False
 
 
@@ -125,44 +127,59 @@ class DefaceRTWidget(widget.ParameterNodeWidget):
         widget.ParameterNodeWidget.__init__(self, parent)
         self._observedMarkups = []
         self._updatingLists = False
+        self._shownSegmentation = None
+        self.jobRunner = JobRunner(slicer.util.mainWindow())
+        self._exportWorkDir = None
+        self._previewTimer = qt.QTimer()
+        self._previewTimer.setSingleShot(True)
+        self._previewTimer.setInterval(PREVIEW_DELAY_MS)
+        self._previewTimer.connect("timeout()", self.onUpdatePreview)
 
     def connectSignals(self) -> None:
-        self.ui.segmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onSegmentationChanged)
+        # The segmentation is followed through the parameter node (onParameterModified), not
+        # through the selector's signal, which fires before the parameter node has changed.
         self.ui.eyeSegmentsList.connect("itemChanged(QListWidgetItem*)", self.onSegmentListsChanged)
         self.ui.keptSegmentsList.connect("itemChanged(QListWidgetItem*)", self.onSegmentListsChanged)
         self.ui.findLandmarksButton.connect("clicked(bool)", self.onFindLandmarks)
+        self.ui.placeEyeCentresButton.connect("clicked(bool)", self.onPlaceEyeCentres)
         self.ui.updatePreviewButton.connect("clicked(bool)", self.onUpdatePreview)
         self.ui.applyButton.connect("clicked(bool)", self.onApply)
         self.ui.exportButton.connect("clicked(bool)", self.onExport)
 
     def setParameterDefaults(self) -> None:
-        if not self._parameterNode.ctVolume:
-            self._parameterNode.ctVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
-        if not self._parameterNode.segmentation:
-            self._parameterNode.segmentation = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLSegmentationNode")
+        p = self._parameterNode
+        if not p.ctVolume:
+            p.ctVolume = self.logic.defaultCtVolume(slicer.mrmlScene)
+        if not p.doseVolume:
+            p.doseVolume = self.logic.defaultDoseVolume(slicer.mrmlScene)
+        if not p.segmentation:
+            p.segmentation = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLSegmentationNode")
 
     def onParameterNodeSet(self) -> None:
+        self._shownSegmentation = self._parameterNode.segmentation
         self._fillSegmentLists()
         self._observeMarkups()
 
+    def onParameterModified(self) -> None:
+        p = self._parameterNode
+        if p is not None and p.segmentation is not self._shownSegmentation:
+            self._shownSegmentation = p.segmentation
+            if p.segmentation is not None:
+                p.eyeSegments, p.keptSegments = self.logic.suggestSegments(p.segmentation)
+            self._fillSegmentLists()
+
     def updateButtonStates(self) -> None:
         p = self._parameterNode
-        ready = bool(p and p.ctVolume and p.segmentation)
+        idle = not self.jobRunner.running
+        ready = bool(idle and p and p.ctVolume and p.segmentation)
         self.ui.findLandmarksButton.enabled = ready
-        landmarksPlaced = bool(ready and p.eyePlane and p.coronalPlane)
-        self.ui.updatePreviewButton.enabled = landmarksPlaced
-        self.ui.applyButton.enabled = landmarksPlaced
-        self.ui.exportButton.enabled = bool(ready and str(p.outputFolder) not in ("", "."))
+        self.ui.placeEyeCentresButton.enabled = bool(idle and p and p.ctVolume)
+        landmarksPlaced = bool(idle and p and p.ctVolume and p.eyePlane and p.coronalPlane)
+        self.ui.updatePreviewButton.enabled = bool(landmarksPlaced and p.segmentation)
+        self.ui.applyButton.enabled = bool(landmarksPlaced and p.segmentation)
+        self.ui.exportButton.enabled = bool(landmarksPlaced and p.segmentation and str(p.outputFolder) not in ("", "."))
 
     # ------------------------------------------------------ segment lists
-    def onSegmentationChanged(self, node) -> None:
-        if self._parameterNode is None or node is None:
-            return
-        eyes, kept = self.logic.suggestSegments(node)
-        self._parameterNode.eyeSegments = eyes
-        self._parameterNode.keptSegments = kept
-        self._fillSegmentLists()
-
     def _fillSegmentLists(self) -> None:
         p = self._parameterNode
         self._updatingLists = True
@@ -195,11 +212,17 @@ class DefaceRTWidget(widget.ParameterNodeWidget):
         with slicer.util.tryWithErrorDisplay(_("Failed to find the eye landmarks."), waitCursor=True):
             if not dependencies.ensure("deface", parent=slicer.util.mainWindow()):
                 return
-            landmarks = self.logic.findLandmarks(self._parameterNode)
+            landmarks = self.logic.autoLandmarks(self._parameterNode)
             self.logic.placeLandmarkMarkups(self._parameterNode, landmarks)
             self._observeMarkups()
             self._showLandmarks()
             self._livePreview()
+
+    def onPlaceEyeCentres(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Cannot place eye centres."), waitCursor=False):
+            self.logic.startPlacingEyeCentres(self._parameterNode)
+            self._observeMarkups()
+            self.ui.landmarksLabel.text = _("Click the centre of each eye in a slice view (two points).")
 
     def _observeMarkups(self) -> None:
         for node, event, callback in self._observedMarkups:
@@ -208,16 +231,26 @@ class DefaceRTWidget(widget.ParameterNodeWidget):
         p = self._parameterNode
         if p is None:
             return
-        event = slicer.vtkMRMLMarkupsNode.PointEndInteractionEvent
-        for node, callback in ((p.eyeCentres, self.onEyeCentresMoved), (p.eyePlane, self.onPlanesMoved), (p.coronalPlane, self.onPlanesMoved)):
+        end = slicer.vtkMRMLMarkupsNode.PointEndInteractionEvent
+        defined = slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent
+        for node, event, callback in (
+            (p.eyeCentres, end, self.onEyeCentresMoved),
+            (p.eyeCentres, defined, self.onEyeCentresMoved),
+            (p.eyePlane, end, self.onPlanesMoved),
+            (p.coronalPlane, end, self.onPlanesMoved),
+        ):
             if node is not None:
                 self.addObserver(node, event, callback)
                 self._observedMarkups.append((node, event, callback))
 
     def onEyeCentresMoved(self, caller=None, event=None) -> None:
+        p = self._parameterNode
+        if p.eyeCentres.GetNumberOfDefinedControlPoints() >= 2:
+            self.logic.stopPlacing()
         with slicer.util.tryWithErrorDisplay(_("Failed to update the landmarks."), waitCursor=True):
-            landmarks = self.logic.landmarksFromEyeCentres(self._parameterNode)
-            self.logic.placeCutPlanes(self._parameterNode, landmarks)
+            landmarks = self.logic.landmarksFromEyeCentres(p)
+            self.logic.placeCutPlanes(p, landmarks)
+            self._observeMarkups()
             self._showLandmarks()
             self._livePreview()
 
@@ -236,8 +269,10 @@ class DefaceRTWidget(widget.ParameterNodeWidget):
 
     # ------------------------------------------------------------- preview
     def _livePreview(self) -> None:
-        if self._parameterNode and self._parameterNode.livePreview and self._parameterNode.eyePlane:
-            self.onUpdatePreview()
+        """Throttled: recompute once the user stopped changing things for PREVIEW_DELAY_MS."""
+        p = self._parameterNode
+        if p and p.livePreview and p.eyePlane and p.coronalPlane and p.segmentation:
+            self._previewTimer.start()
 
     def onUpdatePreview(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to compute the preview."), waitCursor=True):
@@ -254,13 +289,33 @@ class DefaceRTWidget(widget.ParameterNodeWidget):
             self.ui.statusLabel.text = _("Created: {names}").format(names=", ".join(n.GetName() for n in outputs.values() if n))
 
     def onExport(self) -> None:
+        """Deface the original DICOM files in a separate process (progress, Cancel)."""
         with slicer.util.tryWithErrorDisplay(_("Failed to export the defaced study."), waitCursor=True):
             if not dependencies.ensure("deface", parent=slicer.util.mainWindow()):
                 return
             if self._parameterNode.writeSeg and not dependencies.ensure("seg", parent=slicer.util.mainWindow()):
                 return
-            report = self.logic.export(self._parameterNode)
-            self.ui.exportResultTextEdit.setPlainText(self.logic.formatReport(report))
+            self._exportWorkDir = tempfile.TemporaryDirectory(prefix="DefaceRT-")
+            salt = self.ui.uidSaltLineEdit.text.strip() or None
+            command = self.logic.exportCommand(self._parameterNode, self._exportWorkDir.name, salt=salt)
+            logging.info("DefaceRT export: %s", command.displayText())
+            self.ui.exportResultTextEdit.setPlainText(_("Exporting..."))
+            self.jobRunner.start(command, self.onExportFinished)
+            self.updateButtonStates()
+
+    def onExportFinished(self, returnCode, stdout, stderr) -> None:
+        if self._exportWorkDir is not None:
+            self._exportWorkDir.cleanup()
+            self._exportWorkDir = None
+        self.updateButtonStates()
+        if returnCode is None:
+            self.ui.exportResultTextEdit.setPlainText(_("Export cancelled; nothing was written to the output folder."))
+            return
+        try:
+            outcomes = json.loads(stdout) if stdout.strip() else []
+        except ValueError:
+            outcomes = []
+        self.ui.exportResultTextEdit.setPlainText(self.logic.formatReport(outcomes, returnCode, stderr))
 
 
 #
@@ -268,263 +323,15 @@ class DefaceRTWidget(widget.ParameterNodeWidget):
 #
 
 
-class DefaceRTLogic(ScriptedLoadableModuleLogic):
-    """Slicer side of DefaceRT: reads nodes, calls DefaceRTLib, writes nodes.
-
-    Every decision (which segments are eyes or kept, the landmarks, the
-    removed region, air values, dose zeroing, DICOM writing and verification)
-    is DefaceRTLib's; this class only converts between MRML nodes and the
-    library's LPS objects (through DefaceRTSlicerLib).
-    """
+class DefaceRTLogic(ScriptedLoadableModuleLogic, defacelogic.DefaceRTLogic):
+    """Slicer's module logic (parameter node) around :class:`DefaceRTSlicerLib.defacelogic.DefaceRTLogic`."""
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
+        defacelogic.DefaceRTLogic.__init__(self)
 
     def getParameterNode(self):
         return DefaceRTParameterNode(super().getParameterNode())
-
-    # ------------------------------------------------------------ choices
-    @staticmethod
-    def suggestSegments(segmentationNode):
-        """(eye segment names, kept segment names) by DefaceRTLib's keyword rules."""
-        from DefaceRTLib.deface.keywords import KeywordRules
-
-        rules = KeywordRules()
-        names = [name for _segmentId, name in nodes.segmentIdsAndNames(segmentationNode)]
-        return rules.eyes(names), rules.kept(names)
-
-    @staticmethod
-    def removedSegments(p) -> List[str]:
-        """Segments deleted by defacing: the library's removal rule plus the
-        chosen eye segments, never a kept one."""
-        from DefaceRTLib.deface.keywords import KeywordRules
-
-        names = [name for _segmentId, name in nodes.segmentIdsAndNames(p.segmentation)]
-        removed = set(KeywordRules().removed(names)) | set(p.eyeSegments)
-        return [n for n in names if n in removed and n not in set(p.keptSegments)]
-
-    @staticmethod
-    def _rois(p, names) -> list:
-        ids = dict((name, segmentId) for segmentId, name in nodes.segmentIdsAndNames(p.segmentation))
-        return [nodes.roiFromSegment(p.segmentation, ids[n], p.ctVolume, number=i + 1) for i, n in enumerate(names) if n in ids]
-
-    # ---------------------------------------------------------- landmarks
-    def findLandmarks(self, p):
-        """Landmarks from the chosen eye segments (their planar contours)."""
-        from DefaceRTLib.deface.landmarks import check_inside, eye_landmark, landmarks_from_eyes
-        from DefaceRTLib.errors import LandmarkError
-
-        if not p.eyeSegments:
-            raise LandmarkError("no eye segment selected; tick the eye segments or place the eye centres by hand")
-        rois = [r for r in self._rois(p, p.eyeSegments) if not r.is_empty]
-        if not rois:
-            raise LandmarkError("the selected eye segments are empty")
-        landmarks = landmarks_from_eyes([eye_landmark(r) for r in rois])
-        check_inside(landmarks, nodes.geometryFromVolumeNode(p.ctVolume))
-        return landmarks
-
-    def landmarksFromEyeCentres(self, p):
-        """Landmarks from the (dragged) eye-centre markups, as manual centres."""
-        from DefaceRTLib.deface.landmarks import manual_landmarks
-
-        return manual_landmarks(nodes.markupsPointsLps(p.eyeCentres).tolist(), p.eyeRadiusMm)
-
-    def placeLandmarkMarkups(self, p, landmarks) -> None:
-        if not p.eyeCentres:
-            p.eyeCentres = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", _("Eye centres"))
-            p.eyeCentres.CreateDefaultDisplayNodes()
-        centres = np.array([e.centroid for e in landmarks.eyes])
-        nodes.setMarkupsPointsLps(p.eyeCentres, centres, [e.name for e in landmarks.eyes])
-        self.placeCutPlanes(p, landmarks)
-
-    def placeCutPlanes(self, p, landmarks) -> None:
-        from DefaceRTLib.deface.region import CutRegion, Margins
-
-        region = CutRegion.from_landmarks(landmarks, Margins(p.inferiorMarginMm, p.posteriorMarginMm))
-        centre = np.mean([e.centroid for e in landmarks.eyes], axis=0)
-        for attr, name, origin, normal, color in (
-            ("eyePlane", _("Eye plane"), (centre[0], centre[1], region.z_cut), (0, 0, 1), (0.2, 0.6, 1.0)),
-            ("coronalPlane", _("Eye centre plane"), (centre[0], region.y_cut, centre[2]), (0, -1, 0), (1.0, 0.6, 0.1)),
-        ):
-            plane = getattr(p, attr)
-            if not plane:
-                plane = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsPlaneNode", name)
-                plane.CreateDefaultDisplayNodes()
-                plane.GetDisplayNode().SetSelectedColor(color)
-                setattr(p, attr, plane)
-            nodes.setPlaneLps(plane, origin, normal)
-
-    @staticmethod
-    def cutRegion(p):
-        """The cut as the planes now stand (margins are already in the planes)."""
-        from DefaceRTLib.deface.region import CutRegion
-
-        if not (p and p.eyePlane and p.coronalPlane):
-            return None
-        return CutRegion(z_cut=float(nodes.planeOriginLps(p.eyePlane)[2]), y_cut=float(nodes.planeOriginLps(p.coronalPlane)[1]))
-
-    # ------------------------------------------------------------- preview
-    def updatePreview(self, p) -> Dict[str, object]:
-        """Show the removed region (and kept structures inside it) as a
-        semi-transparent segmentation; returns the counts."""
-        from DefaceRTLib.deface.region import removed_mask
-
-        region = self.cutRegion(p)
-        geometry = nodes.geometryFromVolumeNode(p.ctVolume)
-        kept = self._rois(p, p.keptSegments)
-        removed = removed_mask(geometry, region, kept)
-        keptInRegion = region.analytic_mask(geometry) & ~removed.mask
-        if not p.previewSegmentation:
-            p.previewSegmentation = nodes.addSegmentationFromMasks({}, p.ctVolume, _("Deface preview"), opacity=0.4)
-        nodes.replaceSegmentMask(p.previewSegmentation, REMOVED_SEGMENT, removed.mask, p.ctVolume, color=(1.0, 0.2, 0.2))
-        nodes.replaceSegmentMask(p.previewSegmentation, KEPT_IN_REGION_SEGMENT, keptInRegion, p.ctVolume, color=(0.2, 1.0, 0.3))
-        p.previewSegmentation.GetDisplayNode().SetOpacity(0.4)
-        return self.counts(p, removed.mask, geometry, region, kept)
-
-    def counts(self, p, removedMask: np.ndarray, geometry: ImageGeometry, region, keptRois) -> Dict[str, object]:
-        from DefaceRTLib.deface.keywords import KeywordRules
-        from DefaceRTLib.deface.pipeline import ptv_positions
-
-        affected = []
-        removedNames = set(self.removedSegments(p))
-        for segmentId, name in nodes.segmentIdsAndNames(p.segmentation):
-            if name in removedNames or name in p.keptSegments:
-                continue
-            if np.any(nodes.segmentMask(p.segmentation, segmentId, p.ctVolume) & removedMask):
-                affected.append(name)
-        return {
-            "removed_ml": float(removedMask.sum()) * geometry.voxel_volume_mm3 / 1000.0,
-            "removed_segments": sorted(removedNames),
-            "clipped_segments": affected,
-            "ptv_positions": ptv_positions(keptRois, region, KeywordRules()),
-        }
-
-    @staticmethod
-    def formatCounts(counts: Dict[str, object]) -> str:
-        ptv = "; ".join(f"{k}: {v}" for k, v in counts["ptv_positions"].items()) or _("no PTV")
-        return _("Removed volume: {ml:.1f} mL\nDeleted segments: {deleted}\nClipped segments: {clipped}\nPTVs: {ptv}").format(
-            ml=counts["removed_ml"],
-            deleted=", ".join(counts["removed_segments"]) or "-",
-            clipped=", ".join(counts["clipped_segments"]) or "-",
-            ptv=ptv,
-        )
-
-    # --------------------------------------------------------------- apply
-    def apply(self, p) -> Dict[str, object]:
-        """Create defaced CT, segmentation and dose nodes beside the originals."""
-        from DefaceRTLib.deface.ct import deface_image
-        from DefaceRTLib.deface.dose import deface_dose
-        from DefaceRTLib.deface.region import removed_mask
-
-        region = self.cutRegion(p)
-        kept = self._rois(p, p.keptSegments)
-        ct = nodes.imageVolumeFromVolumeNode(p.ctVolume)
-        removed = removed_mask(ct.geometry, region, kept)
-        defacedCt = deface_image(ct, removed)
-        outputs = {"ct": nodes.addVolumeNode(defacedCt.array, ct.geometry, p.ctVolume.GetName() + "_defaced", template=p.ctVolume)}
-        outputs["removed"] = nodes.addLabelmapNode(removed.mask, ct.geometry, p.ctVolume.GetName() + "_removed_region")
-
-        removedNames = set(self.removedSegments(p))
-        masks, colors = {}, {}
-        segmentation = p.segmentation.GetSegmentation()
-        for segmentId, name in nodes.segmentIdsAndNames(p.segmentation):
-            if name in removedNames:
-                continue
-            mask = nodes.segmentMask(p.segmentation, segmentId, p.ctVolume)
-            if name not in p.keptSegments:
-                mask = mask & ~removed.mask
-            masks[name] = mask
-            colors[name] = segmentation.GetSegment(segmentId).GetColor()
-        outputs["segmentation"] = nodes.addSegmentationFromMasks(masks, outputs["ct"], p.segmentation.GetName() + "_defaced", colors)
-
-        outputs["dose"] = None
-        if p.doseVolume:
-            dose = nodes.doseVolumeFromVolumeNode(p.doseVolume)
-            defacedDose, _mask = deface_dose(dose, region, kept)
-            outputs["dose"] = nodes.addVolumeNode(defacedDose.array, dose.geometry, p.doseVolume.GetName() + "_defaced", template=p.doseVolume)
-        return outputs
-
-    # -------------------------------------------------------------- export
-    def exportOptions(self, p):
-        from DefaceRTLib.deface.keywords import KeywordRules
-        from DefaceRTLib.deface.pipeline import DefaceOptions
-        from DefaceRTLib.deface.region import Margins
-        from DefaceRTLib.deidentify import DeidentificationOptions
-
-        suggestedEyes, suggestedKept = self.suggestSegments(p.segmentation) if p.segmentation else ([], [])
-        rules = KeywordRules()
-        if p.segmentation and (sorted(p.keptSegments) != sorted(suggestedKept) or sorted(p.eyeSegments) != sorted(suggestedEyes)):
-            # the user changed the lists: match their exact (lower-case) names
-            rules = KeywordRules(
-                eye=tuple(p.eyeSegments) or rules.eye,
-                keep=tuple(p.keptSegments),
-                remove=tuple(self.removedSegments(p)),
-                ignore_prefixes=(),
-                ignore_substrings=(),
-                keep_ignore_substrings=(),
-            )
-        manual = []
-        if p.eyeCentres and p.eyeCentres.GetNumberOfControlPoints() and self._eyeCentresMoved(p):
-            manual = [tuple(c) for c in nodes.markupsPointsLps(p.eyeCentres)]
-        salt = p.uidSalt or None
-        return DefaceOptions(
-            rules=rules,
-            margins=Margins(p.inferiorMarginMm, p.posteriorMarginMm),
-            manual_eye_centres=manual,
-            eye_radius_mm=p.eyeRadiusMm,
-            deidentification=DeidentificationOptions(salt=salt) if p.deidentify else None,
-            uid_salt=salt,
-            write_seg=p.writeSeg,
-        )
-
-    def _eyeCentresMoved(self, p) -> bool:
-        try:
-            auto = self.findLandmarks(p)
-        except Exception:
-            return True
-        placed = nodes.markupsPointsLps(p.eyeCentres)
-        expected = np.array([e.centroid for e in auto.eyes])
-        return placed.shape != expected.shape or not np.allclose(placed, expected, atol=0.5)
-
-    def sourceFolder(self, p, workDir: str) -> str:
-        """The DICOM files to deface: the CT's study from Slicer's DICOM
-        database (linked into ``workDir``), or the chosen folder."""
-        if p.useDicomDatabase:
-            files = nodes.dicomStudyFilesForVolumeNode(p.ctVolume)
-            if not files:
-                raise ValueError(_("The CT was not loaded from the DICOM database; choose a source folder instead."))
-            for n, f in enumerate(files):
-                target = os.path.join(workDir, f"{n:06d}.dcm")
-                try:
-                    os.symlink(f, target)
-                except (OSError, NotImplementedError):
-                    import shutil
-
-                    shutil.copyfile(f, target)
-            return workDir
-        if str(p.sourceFolder) in ("", "."):
-            raise ValueError(_("Choose the folder holding the original DICOM study."))
-        return str(p.sourceFolder)
-
-    def export(self, p, progress=None):
-        """Deface the original DICOM study with DefaceRTLib, write it to the
-        output folder and verify it; returns DefaceRTLib's run report."""
-        from DefaceRTLib.deface.pipeline import deface_path
-
-        options = self.exportOptions(p)
-        with tempfile.TemporaryDirectory(prefix="DefaceRT-") as workDir:
-            source = self.sourceFolder(p, workDir)
-            return deface_path(source, str(p.outputFolder), options, progress=progress)
-
-    @staticmethod
-    def formatReport(report) -> str:
-        lines = []
-        for o in report.outcomes:
-            lines.append(f"{o.status}: {o.output or o.source}" + (f" ({o.message})" if o.message else ""))
-        if report.pseudonym_map:
-            lines.append(_("Pseudonym map (keep it private): {path}").format(path=report.pseudonym_map))
-        lines.append(_("Verification passed.") if report.ok else _("Verification FAILED for at least one study."))
-        return "\n".join(lines)
 
 
 #
@@ -597,11 +404,16 @@ class DefaceRTTest(ScriptedLoadableModuleTest):
         for keptName in p.keptSegments:
             self.assertIn(keptName, names)
 
-        self.delayDisplay("Export through DefaceRTLib from a folder")
+        self.delayDisplay("Export through DefaceRTLib from a folder (the job the GUI runs in a QProcess)")
         p.useDicomDatabase = False
         p.sourceFolder = pathlib.Path(folder) / "patient"
         p.outputFolder = pathlib.Path(tempfile.mkdtemp(prefix="DefaceRTTestOut-")) / "defaced"
-        report = logic.export(p)
-        self.assertTrue(report.ok, logic.formatReport(report))
-        logging.info(logic.formatReport(report))
+        with tempfile.TemporaryDirectory() as workDir:
+            result = logic.exportCommand(p, workDir, salt="self-test secret").run()
+        outcomes = json.loads(result.stdout)
+        self.assertEqual(result.returncode, 0, logic.formatReport(outcomes, result.returncode, result.stderr))
+        cut = outcomes[0]["summary"]["cut"]
+        self.assertAlmostEqual(cut["eye_plane_z_mm"], region.z_cut, places=3)
+        self.assertAlmostEqual(cut["coronal_plane_y_mm"], region.y_cut, places=3)
+        logging.info(logic.formatReport(outcomes, result.returncode, result.stderr))
         self.delayDisplay("Test passed")

@@ -5,10 +5,8 @@ import tempfile
 from typing import Annotated
 
 import ctk
-import numpy as np
 import qt
 import slicer
-import vtk
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLTableNode
 from slicer.i18n import tr as _
 from slicer.i18n import translate
@@ -33,7 +31,8 @@ def _addSourceTreePaths():
 
 _addSourceTreePaths()
 
-from DefaceRTSlicerLib import convert, dependencies, nodes, widget  # noqa: E402
+from DefaceRTSlicerLib import dependencies, facelogic, nodes, widget  # noqa: E402
+from DefaceRTSlicerLib.jobrunner import JobRunner  # noqa: E402
 
 DOCS_URL = "https://github.com/kildealab/SlicerDefaceRT/blob/main/docs/modules/FaceRecognitionQA.md"
 
@@ -76,6 +75,11 @@ class FaceRecognitionQAParameterNode:
 class FaceRecognitionQAWidget(widget.ParameterNodeWidget):
     UI_FILE = "UI/FaceRecognitionQA.ui"
 
+    def __init__(self, parent=None) -> None:
+        widget.ParameterNodeWidget.__init__(self, parent)
+        self.jobRunner = JobRunner(slicer.util.mainWindow())
+        self._workDir = None
+
     def createLogic(self):
         return FaceRecognitionQALogic()
 
@@ -86,161 +90,105 @@ class FaceRecognitionQAWidget(widget.ParameterNodeWidget):
 
     def updateButtonStates(self) -> None:
         p = self._parameterNode
-        pair = bool(p and p.originalVolume and p.defacedVolume)
+        idle = not self.jobRunner.running
+        pair = bool(idle and p and p.originalVolume and p.defacedVolume)
         self.ui.showSurfacesButton.enabled = pair
         self.ui.analyseButton.enabled = pair
-        self.ui.runStudyButton.enabled = bool(p and p.manifestPath.is_file() and str(p.studyOutputFolder) not in ("", "."))
+        self.ui.runStudyButton.enabled = bool(idle and p and p.manifestPath.is_file() and str(p.studyOutputFolder) not in ("", "."))
 
     def onShowSurfaces(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to show the skin surfaces."), waitCursor=True):
-            self.logic.showSurfacesSideBySide(self._parameterNode)
+            self.logic.showSurfacesSideBySide(self._parameterNode, slicer.app.layoutManager())
 
     def onAnalyse(self) -> None:
+        """Render, detect, embed and compare in a separate process (Cancel stops it)."""
         with slicer.util.tryWithErrorDisplay(_("Face recognition failed."), waitCursor=True):
             if not dependencies.ensure("face", parent=slicer.util.mainWindow()):
                 return
-            check = self.logic.analysePair(self._parameterNode)
-            for record, labelWidget in ((check.original, self.ui.originalImageLabel), (check.defaced, self.ui.defacedImageLabel)):
-                labelWidget.setPixmap(qt.QPixmap(self.logic.annotatedRenderPng(record)))
-            self.ui.resultLabel.text = self.logic.formatCheck(check)
+            self._workDir = tempfile.TemporaryDirectory(prefix="FaceRecognitionQA-")
+            command = self.logic.faceCheckCommand(self._parameterNode, self._workDir.name)
+            self.ui.resultLabel.text = _("Rendering and comparing...")
+            self.jobRunner.start(command, self.onAnalyseFinished)
+            self.updateButtonStates()
+
+    def onAnalyseFinished(self, returnCode, stdout, stderr) -> None:
+        self.updateButtonStates()
+        workDir, self._workDir = self._workDir, None
+        try:
+            if returnCode is None:
+                self.ui.resultLabel.text = _("Cancelled.")
+                return
+            if not os.path.exists(os.path.join(workDir.name, "check.json")):
+                self.ui.resultLabel.text = _("Face recognition failed:") + "\n" + stderr.strip()[-2000:]
+                return
+            report = self.logic.readFaceCheck(workDir.name)
+            for key, labelWidget in (("original_png", self.ui.originalImageLabel), ("defaced_png", self.ui.defacedImageLabel)):
+                if os.path.exists(report[key]):
+                    labelWidget.setPixmap(qt.QPixmap(report[key]))
+            self.ui.resultLabel.text = self.logic.formatCheck(report)
+        finally:
+            workDir.cleanup()
 
     def onRunStudy(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("The privacy study failed."), waitCursor=True):
             if not dependencies.ensure("face", parent=slicer.util.mainWindow()):
                 return
+            self.ui.studySummaryLabel.text = _("Running the privacy study...")
+            self.jobRunner.start(self.logic.studyCommand(self._parameterNode), self.onStudyFinished)
+            self.updateButtonStates()
 
-            def progress(done, total, message=""):
-                self.ui.studyProgressBar.maximum = max(total, 1)
-                self.ui.studyProgressBar.value = done
-                self.ui.studyProgressBar.format = f"%v/%m {message}"
-                slicer.app.processEvents()
-
-            result, table = self.logic.runStudy(self._parameterNode, progress)
+    def onStudyFinished(self, returnCode, stdout, stderr) -> None:
+        self.updateButtonStates()
+        if returnCode is None:
+            self.ui.studySummaryLabel.text = _("Cancelled.")
+            return
+        with slicer.util.tryWithErrorDisplay(_("The privacy study failed."), waitCursor=True):
+            if returnCode != 0:
+                raise RuntimeError(stderr.strip()[-2000:])
+            table = self.logic.loadStudyTable(self._parameterNode)
             self.ui.studyTableView.setMRMLTableNode(table)
-            self.ui.studySummaryLabel.text = self.logic.formatStudy(result)
+            self.ui.studySummaryLabel.text = self.logic.formatStudy(self.logic.readStudySummary(self._parameterNode))
             roc = os.path.join(str(self._parameterNode.studyOutputFolder), "roc.png")
             if os.path.exists(roc):
                 self.ui.studyPlotLabel.setPixmap(qt.QPixmap(roc).scaledToWidth(360))
 
 
-class FaceRecognitionQALogic(ScriptedLoadableModuleLogic):
-    """Converts nodes to DefaceRTLib arrays and calls DefaceRTLib.face; the
-    rendering used for recognition is DefaceRTLib's offscreen render (the
-    same as in batch mode), the 3D views are for looking."""
+class FaceRecognitionQALogic(ScriptedLoadableModuleLogic, facelogic.FaceRecognitionQALogic):
+    """Slicer's module logic around :class:`DefaceRTSlicerLib.facelogic.FaceRecognitionQALogic`,
+    plus the 3D views (Qt)."""
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
+        facelogic.FaceRecognitionQALogic.__init__(self)
 
     def getParameterNode(self):
         return FaceRecognitionQAParameterNode(super().getParameterNode())
 
-    # ------------------------------------------------------------ 3D views
-    @staticmethod
-    def skinModel(volumeNode, isoValue: float, name: str):
-        """Skin surface of a volume (DefaceRTLib, LPS) as a model node in RAS."""
-        from DefaceRTLib.face.surface import skin_surface
-
-        array = slicer.util.arrayFromVolume(volumeNode)
-        polyLps = skin_surface(array, nodes.geometryFromVolumeNode(volumeNode), iso_value=isoValue)
-        flip = vtk.vtkTransform()
-        flip.SetMatrix(slicer.util.vtkMatrixFromArray(convert.LPS_RAS_FLIP))
-        toRas = vtk.vtkTransformPolyDataFilter()
-        toRas.SetTransform(flip)
-        toRas.SetInputData(polyLps)
-        toRas.Update()
-        model = slicer.modules.models.logic().AddModel(toRas.GetOutput())
-        model.SetName(slicer.mrmlScene.GenerateUniqueName(name))
-        model.GetDisplayNode().SetColor(0.9, 0.9, 0.9)
-        return model
-
-    def showSurfacesSideBySide(self, p):
-        """Original skin in the first 3D view, defaced in the second, both
-        seen from the front (anterior) like a photograph."""
-        layoutManager = slicer.app.layoutManager()
+    def showSurfacesSideBySide(self, p, layoutManager=None):
+        """Both skin models; with a layout manager (not in the no-main-window
+        self-test) the original in the first 3D view, the defaced in the
+        second, both seen from the front (anterior) like a photograph."""
+        models = self.skinModels(p)
+        if layoutManager is None:
+            return models
         layoutManager.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutDual3DView)
-        models = []
-        for index, volume in enumerate((p.originalVolume, p.defacedVolume)):
-            model = self.skinModel(volume, p.isoValueHu, volume.GetName() + "_skin")
+        for index, model in enumerate(models):
             view = layoutManager.threeDWidget(index).mrmlViewNode()
             model.GetDisplayNode().SetViewNodeIDs([view.GetID()])
             threeDView = layoutManager.threeDWidget(index).threeDView()
-            threeDView.lookFromViewAxis(ctk.ctkAxesWidget.Anterior)
+            threeDView.lookFromAxis(ctk.ctkAxesWidget.Anterior)
             threeDView.resetFocalPoint()
-            models.append(model)
         return models
 
-    # --------------------------------------------------------- recognition
-    def analysePair(self, p):
-        """DefaceRTLib's defacing check (render, detect, embed, distance, verdict)."""
-        from DefaceRTLib.face.check import check_defacing
-        from DefaceRTLib.face.distance import FaceOptions
-
-        original = nodes.imageVolumeFromVolumeNode(p.originalVolume)
-        defaced = nodes.imageVolumeFromVolumeNode(p.defacedVolume)
-        return check_defacing(
-            original.array,
-            original.geometry,
-            defaced.array,
-            defaced.geometry,
-            options=FaceOptions(iso_value=p.isoValueHu),
-            threshold=p.threshold,
-            where_original=p.originalVolume.GetName(),
-            where_defaced=p.defacedVolume.GetName(),
-        )
-
     @staticmethod
-    def annotatedRenderPng(record) -> str:
-        """The render with the detection box drawn in, as a temporary PNG."""
-        from DefaceRTLib.face.render import save_png
-
-        image = np.array(record.render.image, copy=True)
-        if record.detection is not None:
-            x, y, w, h = (int(round(v)) for v in record.detection.box)
-            h_img, w_img = image.shape[:2]
-            x0, x1 = np.clip([x, x + w], 0, w_img - 1)
-            y0, y1 = np.clip([y, y + h], 0, h_img - 1)
-            for t in range(2):
-                image[y0:y1 + 1, min(x0 + t, w_img - 1)] = (0, 255, 0)
-                image[y0:y1 + 1, max(x1 - t, 0)] = (0, 255, 0)
-                image[min(y0 + t, h_img - 1), x0:x1 + 1] = (0, 255, 0)
-                image[max(y1 - t, 0), x0:x1 + 1] = (0, 255, 0)
-        fd, path = tempfile.mkstemp(prefix="FaceRecognitionQA-", suffix=".png")
-        os.close(fd)
-        save_png(image, path)
-        return path
-
-    @staticmethod
-    def formatCheck(check) -> str:
-        d = check.distance
-        detected = _("detected") if check.face_detected_defaced else _("not detected")
-        text = _("Distance {d:.3f} (threshold {t:.3f}); face in defaced render: {det}.\nVerdict: {v}").format(
-            d=d.distance, t=check.threshold, det=detected, v=check.verdict
-        )
-        if check.reasons:
-            text += "\n" + "\n".join(check.reasons)
-        return text
-
-    # -------------------------------------------------------------- cohort
-    def runStudy(self, p, progress=None):
-        """DefaceRTLib's privacy study; the distances go into a table node."""
-        from DefaceRTLib.face.distance import FaceOptions
-        from DefaceRTLib.face.study import read_table, run_study
-
-        kwargs = {"progress": progress} if progress is not None else {}
-        result = run_study(str(p.manifestPath), str(p.studyOutputFolder), options=FaceOptions(iso_value=p.isoValueHu), **kwargs)
-        rows = read_table(os.path.join(str(p.studyOutputFolder), "distances.csv"))
-        if not p.resultTable:
-            p.resultTable = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", _("Privacy study distances"))
-        nodes.fillTableNode(p.resultTable, rows)
-        return result, p.resultTable
-
-    @staticmethod
-    def formatStudy(result) -> str:
+    def formatStudy(summary) -> str:
+        if not summary:
+            return _("No summary.json written.")
         return _(
             "Threshold {t:.3f} ({src}), AUC {auc:.3f}\nMatched before defacing: {b:.0%}; after: {a:.0%}; "
             "false-positive rate {fpr:.0%}"
-        ).format(t=result.threshold, src=result.threshold_source, auc=result.auc, b=result.match_rate_before,
-                 a=result.match_rate_after, fpr=result.false_positive_rate)
+        ).format(t=summary["threshold"], src=summary["threshold_source"], auc=summary["auc"], b=summary["match_rate_before"],
+                 a=summary["match_rate_after"], fpr=summary["false_positive_rate"])
 
 
 class FaceRecognitionQATest(ScriptedLoadableModuleTest):
@@ -269,11 +217,13 @@ class FaceRecognitionQATest(ScriptedLoadableModuleTest):
         logic = FaceRecognitionQALogic()
         p = logic.getParameterNode()
         p.originalVolume, p.defacedVolume = original, defaced
-        models = logic.showSurfacesSideBySide(p)
+        # no layout manager without the main window: models only
+        models = logic.showSurfacesSideBySide(p, slicer.app.layoutManager())
         self.assertEqual(len(models), 2)
         self.assertGreater(models[0].GetPolyData().GetNumberOfPoints(), 1000)
-        # the defaced skin lost the face: fewer points in front of the eye plane
-        check = logic.analysePair(p)
-        self.assertEqual(check.verdict, "defaced", logic.formatCheck(check))
-        self.assertTrue(os.path.exists(logic.annotatedRenderPng(check.original)))
+        with tempfile.TemporaryDirectory() as workDir:
+            run = logic.faceCheckCommand(p, workDir).run()
+            report = logic.readFaceCheck(workDir)
+            self.assertEqual(report["verdict"], "defaced", logic.formatCheck(report) + run.stderr)
+            self.assertTrue(os.path.exists(report["original_png"]))
         self.delayDisplay("Test passed")

@@ -28,12 +28,10 @@ def _addSourceTreePaths():
 
 _addSourceTreePaths()
 
-from DefaceRTSlicerLib import dependencies, nodes, widget  # noqa: E402
+from DefaceRTSlicerLib import comparelogic, dependencies, nodes, widget  # noqa: E402
+from DefaceRTSlicerLib.jobrunner import JobRunner  # noqa: E402
 
 DOCS_URL = "https://github.com/kildealab/SlicerDefaceRT/blob/main/docs/modules/SegmentationCompare.md"
-
-REFERENCE_COLOR = (0.1, 0.9, 0.2)
-COMPARED_COLOR = (1.0, 0.1, 1.0)
 
 
 class SegmentationCompare(ScriptedLoadableModule):
@@ -78,6 +76,10 @@ class SegmentationCompareParameterNode:
 class SegmentationCompareWidget(widget.ParameterNodeWidget):
     UI_FILE = "UI/SegmentationCompare.ui"
 
+    def __init__(self, parent=None) -> None:
+        widget.ParameterNodeWidget.__init__(self, parent)
+        self.jobRunner = JobRunner(slicer.util.mainWindow())
+
     def createLogic(self):
         return SegmentationCompareLogic()
 
@@ -89,9 +91,10 @@ class SegmentationCompareWidget(widget.ParameterNodeWidget):
 
     def updateButtonStates(self) -> None:
         p = self._parameterNode
-        self.ui.computeButton.enabled = bool(p and p.referenceVolume and p.referenceSegmentation and p.comparedSegmentation)
+        idle = not self.jobRunner.running
+        self.ui.computeButton.enabled = bool(idle and p and p.referenceVolume and p.referenceSegmentation and p.comparedSegmentation)
         self.ui.exportCsvButton.enabled = bool(p and p.metricsTable and str(p.csvPath) not in ("", "."))
-        self.ui.runCohortButton.enabled = bool(p and p.cohortManifest.is_file() and str(p.cohortOutputFolder) not in ("", "."))
+        self.ui.runCohortButton.enabled = bool(idle and p and p.cohortManifest.is_file() and str(p.cohortOutputFolder) not in ("", "."))
 
     def onCompute(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Comparison failed."), waitCursor=True):
@@ -99,6 +102,7 @@ class SegmentationCompareWidget(widget.ParameterNodeWidget):
                 return
             table = self.logic.compare(self._parameterNode)
             self.logic.showContrastingOverlays(self._parameterNode)
+            slicer.util.setSliceViewerLayers(background=self._parameterNode.referenceVolume)
             self.ui.metricsTableView.setMRMLTableNode(table)
             self.ui.metricsTableView.sortingEnabled = True
 
@@ -110,125 +114,49 @@ class SegmentationCompareWidget(widget.ParameterNodeWidget):
     def onRowClicked(self, index) -> None:
         name = index.sibling(index.row(), 0).data()
         with slicer.util.tryWithErrorDisplay(_("Cannot centre on {name}.").format(name=name)):
-            self.logic.centreOnStructure(self._parameterNode, name)
+            centre = self.logic.structureCentreRas(self._parameterNode, name)
+            slicer.modules.markups.logic().JumpSlicesToLocation(centre[0], centre[1], centre[2], True)
 
     def onRunCohort(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Cohort comparison failed."), waitCursor=True):
             if not dependencies.ensure("compare", parent=slicer.util.mainWindow()):
                 return
+            self.jobRunner.start(self.logic.cohortCommand(self._parameterNode), self.onCohortFinished)
+            self.updateButtonStates()
 
-            def progress(done, total, message=""):
-                self.ui.cohortProgressBar.maximum = max(total, 1)
-                self.ui.cohortProgressBar.value = done
-                slicer.app.processEvents()
+    def onCohortFinished(self, returnCode, stdout, stderr) -> None:
+        self.updateButtonStates()
+        if returnCode is None:
+            return
+        with slicer.util.tryWithErrorDisplay(_("Cohort comparison failed."), waitCursor=True):
+            if returnCode != 0:
+                raise RuntimeError(stderr.strip()[-2000:])
+            self.ui.cohortTableView.setMRMLTableNode(self.logic.loadCohortTable(self._parameterNode))
 
-            table = self.logic.runCohort(self._parameterNode, progress)
-            self.ui.cohortTableView.setMRMLTableNode(table)
 
-
-class SegmentationCompareLogic(ScriptedLoadableModuleLogic):
-    """Turns segmentations into DefaceRTLib ROIs (SlicerRT keeps the original
-    DICOM planar contours) and runs DefaceRTLib.compare on them, so the GUI
-    gives the same numbers as ``defacert compare``."""
+class SegmentationCompareLogic(ScriptedLoadableModuleLogic, comparelogic.SegmentationCompareLogic):
+    """Slicer's module logic around :class:`DefaceRTSlicerLib.comparelogic.SegmentationCompareLogic`."""
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
+        comparelogic.SegmentationCompareLogic.__init__(self)
 
     def getParameterNode(self):
         return SegmentationCompareParameterNode(super().getParameterNode())
 
-    def compareRows(self, p):
-        from DefaceRTLib.compare.structures import compare_structure_sets
-
-        geometry = nodes.geometryFromVolumeNode(p.referenceVolume)
-        original = nodes.roiCollectionFromSegmentation(p.referenceSegmentation, p.referenceVolume)
-        compared = nodes.roiCollectionFromSegmentation(p.comparedSegmentation, p.referenceVolume)
-        dose = None
-        if p.doseVolume:
-            d = nodes.doseVolumeFromVolumeNode(p.doseVolume)
-            dose = (d.array, d.geometry)
-        removed = None
-        if p.removedRegion:
-            removed = nodes.imageVolumeFromVolumeNode(p.removedRegion, modality="").array > 0
-            if removed.shape != geometry.shape:
-                raise ValueError(_("The removed-region labelmap must be on the reference volume's grid."))
-        result = compare_structure_sets(
-            original, compared, geometry, tolerance_mm=p.surfaceDiceToleranceMm, dose=dose,
-            removed=removed, on_face_mm=p.onFaceThresholdMm,
-        )
-        return result.rows
-
-    def compare(self, p):
-        """Metrics into the table node (one row per matched structure)."""
-        rows = self.compareRows(p)
-        if not p.metricsTable:
-            p.metricsTable = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", _("Segmentation comparison"))
-        nodes.fillTableNode(p.metricsTable, rows)
-        return p.metricsTable
-
-    @staticmethod
-    def showContrastingOverlays(p) -> None:
-        """Reference outlines in green, compared in magenta, in the slice views."""
-        for segmentationNode, color in ((p.referenceSegmentation, REFERENCE_COLOR), (p.comparedSegmentation, COMPARED_COLOR)):
-            display = segmentationNode.GetDisplayNode()
-            if display is None:
-                segmentationNode.CreateDefaultDisplayNodes()
-                display = segmentationNode.GetDisplayNode()
-            display.SetVisibility2DFill(False)
-            display.SetVisibility2DOutline(True)
-            display.SetSliceIntersectionThickness(2)
-            for segmentId, _name in nodes.segmentIdsAndNames(segmentationNode):
-                display.SetSegmentOverrideColor(segmentId, *color)
-        slicer.util.setSliceViewerLayers(background=p.referenceVolume)
-
-    @staticmethod
-    def centreOnStructure(p, name: str) -> None:
-        segmentation = p.referenceSegmentation.GetSegmentation()
-        segmentId = segmentation.GetSegmentIdBySegmentName(name)
-        if not segmentId:
-            raise ValueError(_("No segment called {name}").format(name=name))
-        centre = p.referenceSegmentation.GetSegmentCenterRAS(segmentId)
-        slicer.modules.markups.logic().JumpSlicesToLocation(centre[0], centre[1], centre[2], True)
-
-    @staticmethod
-    def exportCsv(p) -> str:
-        """Write the metrics table as CSV (DefaceRTLib's CSV writer, same columns as the command line)."""
-        from DefaceRTLib.compare.pipeline import write_rows_csv
-
-        table = p.metricsTable.GetTable()
-        columns = [table.GetColumnName(c) for c in range(table.GetNumberOfColumns())]
-        rows = [{name: table.GetValue(r, c).ToString() for c, name in enumerate(columns)} for r in range(table.GetNumberOfRows())]
-        return str(write_rows_csv(rows, pathlib.Path(p.csvPath)))
-
-    def runCohort(self, p, progress=None):
-        """DefaceRTLib's cohort comparison from a manifest (columns patient,
-        original, compared[, dose, compared_dose, group]); writes its report
-        (tidy.csv, summary.csv, tests.csv, figures) and fills a table node."""
-        from DefaceRTLib.compare.cohort import read_manifest, run_cohort, write_cohort_report
-
-        entries = read_manifest(str(p.cohortManifest))
-        tidy, patients = run_cohort(entries, progress=progress, tolerance_mm=p.surfaceDiceToleranceMm, on_face_mm=p.onFaceThresholdMm)
-        out = pathlib.Path(p.cohortOutputFolder)
-        out.mkdir(parents=True, exist_ok=True)
-        write_cohort_report(tidy, patients, out)
-        if not p.cohortTable:
-            p.cohortTable = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", _("Cohort comparison"))
-        nodes.fillTableNode(p.cohortTable, tidy)
-        return p.cohortTable
-
 
 class SegmentationCompareTest(ScriptedLoadableModuleTest):
-    """A synthetic patient compared with itself (all Dice 1) and with its
-    DefaceRTLib-defaced structures (clipped structures below 1, PTVs 1)."""
+    """A synthetic patient and its DefaceRTLib-defaced copy, both loaded
+    through SlicerRT: clipped structures differ (Dice below 1), PTVs do not."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
         self.setUp()
-        self.test_SegmentationCompare_selfAndDefaced()
+        self.test_SegmentationCompare_originalVersusDefaced()
 
-    def test_SegmentationCompare_selfAndDefaced(self):
+    def test_SegmentationCompare_originalVersusDefaced(self):
         import tempfile
 
         from DICOMLib import DICOMUtils
@@ -241,23 +169,29 @@ class SegmentationCompareTest(ScriptedLoadableModuleTest):
         folder = pathlib.Path(tempfile.mkdtemp(prefix="SegmentationCompareTest-"))
         synthetic.write_patient(synthetic.make_patient(seed=3, size=128, slices=40, slice_thickness=5.0), folder / "original")
         deface_path(folder / "original", folder / "defaced")
-        with DICOMUtils.TemporaryDICOMDatabase() as db:
-            DICOMUtils.importDicom(str(folder / "original"), db)
-            for patientUid in db.patients():
-                DICOMUtils.loadPatientByUID(patientUid)
-        segmentations = slicer.util.getNodesByClass("vtkMRMLSegmentationNode")
+        segmentations = {}
+        for which in ("original", "defaced"):
+            with DICOMUtils.TemporaryDICOMDatabase() as db:
+                DICOMUtils.importDicom(str(folder / which), db)
+                loaded = []
+                for patientUid in db.patients():
+                    loaded += DICOMUtils.loadPatientByUID(patientUid)
+            segmentations[which] = [slicer.mrmlScene.GetNodeByID(i) for i in loaded if slicer.mrmlScene.GetNodeByID(i).IsA("vtkMRMLSegmentationNode")][0]
         ct = [n for n in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode") if not nodes.isDoseVolumeNode(n)][0]
 
         logic = SegmentationCompareLogic()
         p = logic.getParameterNode()
-        p.referenceVolume, p.referenceSegmentation, p.comparedSegmentation = ct, segmentations[0], segmentations[0]
-        rows = logic.compareRows(p)
+        p.referenceVolume, p.referenceSegmentation, p.comparedSegmentation = ct, segmentations["original"], segmentations["defaced"]
+        rows = {r["structure"]: r for r in logic.compareRows(p)}
         self.assertTrue(rows)
-        for row in rows:
-            self.assertAlmostEqual(row["dice"], 1.0, places=6, msg=row["structure"])
+        clipped = [n for n, r in rows.items() if r["dice"] < 0.999]
+        self.assertTrue(clipped, "no structure was clipped by defacing")
+        for name, row in rows.items():
+            if name.upper().startswith("PTV"):
+                self.assertAlmostEqual(row["dice"], 1.0, places=6, msg=name)
         table = logic.compare(p)
         self.assertEqual(table.GetNumberOfRows(), len(rows))
         p.csvPath = folder / "metrics.csv"
         self.assertTrue(os.path.exists(logic.exportCsv(p)))
-        logic.centreOnStructure(p, rows[0]["structure"])
+        logic.structureCentreRas(p, next(iter(rows)))
         self.delayDisplay("Test passed")

@@ -25,8 +25,13 @@ def run_main(main) -> None:
     from DefaceRTLib.cli import EXIT_INPUT, EXIT_OUTPUT
     from DefaceRTLib.errors import DefaceRTError, OutputError
 
+    argv = sys.argv[1:]
+    if argv[:1] == ["--"]:
+        # "Slicer --python-script x.py -- --help": Slicer reads options itself
+        # (its own --help) unless they follow "--"; the separator is not ours
+        argv = argv[1:]
     try:
-        code = int(main(sys.argv[1:]) or 0)
+        code = int(main(argv) or 0)
     except SystemExit as exc:  # argparse --help / usage errors
         code = exc.code if isinstance(exc.code, int) else 2
     except DefaceRTError as exc:

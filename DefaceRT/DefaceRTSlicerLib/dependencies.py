@@ -5,7 +5,7 @@ scikit-image and shapely (defacing, contour metrics) and, for the privacy
 check, OpenCV with the offline MTCNN/FaceNet models, scikit-learn and
 matplotlib; highdicom only for the optional DICOM SEG output. Nothing is installed at import time: a module calls
 :func:`ensure` when the user starts a task that needs a package group, the
-user confirms, and pip runs with a constraints file that pins Slicer's own
+user confirms once, and pip runs with a constraints file that pins Slicer's own
 packages to the versions already installed, so they are never replaced.
 
 The decision helpers (:func:`missing`, :func:`constraints_text`) are plain
@@ -86,17 +86,24 @@ def ensure(group: str, parent=None, ask: bool = True) -> bool:
     """Make the packages of ``group`` importable inside Slicer.
 
     Returns True when everything is importable afterwards, False if the user
-    declined. Asks for confirmation first (unless ``ask`` is False, e.g. in
-    self-tests). Uses ``slicer.pydeps.pip_ensure`` (Slicer 5.11+, called
-    ``slicer.packaging`` in some 5.11 previews) when available, otherwise
+    declined or Slicer runs its tests (``--testing``: nothing is installed
+    then, so self-tests skip instead of erroring). Asks for confirmation once
+    (unless ``ask`` is False). Installs with ``slicer.packaging.pip_ensure``
+    (Slicer 5.11+, told not to ask again) when available, otherwise
     ``slicer.util.pip_install``; both with constraints that keep Slicer's
     numpy, VTK, SimpleITK, pydicom and scipy.
     """
     import slicer
 
+    return _ensureWith(slicer, group, parent, ask)
+
+
+def _ensureWith(slicer, group: str, parent, ask: bool) -> bool:
     needed = missing(group)
     if not needed:
         return True
+    if _testing(slicer):
+        return False
     if ask and not slicer.util.confirmOkCancelDisplay(
         "DefaceRT needs these Python packages, which Slicer does not include:\n\n  "
         + "\n  ".join(needed)
@@ -107,11 +114,10 @@ def ensure(group: str, parent=None, ask: bool = True) -> bool:
         return False
     constraints = _write_constraints()
     try:
-        pydeps = _pydeps_module()
-        if pydeps is not None:
-            from packaging.requirements import Requirement
-
-            pydeps.pip_ensure([Requirement(r) for r in needed], constraints=constraints, requester="DefaceRT")
+        packaging = getattr(slicer, "packaging", None) or _importOrNone("slicer.packaging")
+        if packaging is not None and hasattr(packaging, "pip_ensure"):
+            # we asked already: no second dialog; skip_in_testing stays on (we return above anyway)
+            packaging.pip_ensure(needed, constraints=constraints, prompt_install=False, requester="DefaceRT")
         else:
             slicer.util.pip_install(["-c", constraints, *needed])
     finally:
@@ -123,13 +129,14 @@ def ensure(group: str, parent=None, ask: bool = True) -> bool:
     return True
 
 
-def _pydeps_module():
-    """``slicer.pydeps`` (5.11+) or its preview name ``slicer.packaging``, else None."""
-    for name in ("slicer.pydeps", "slicer.packaging"):
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            continue
-        if hasattr(module, "pip_ensure"):
-            return module
-    return None
+def _testing(slicer) -> bool:
+    """Whether Slicer runs with ``--testing`` (then nothing may be installed)."""
+    app = getattr(slicer, "app", None)
+    return bool(app is not None and hasattr(app, "testingEnabled") and app.testingEnabled())
+
+
+def _importOrNone(name: str):
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None

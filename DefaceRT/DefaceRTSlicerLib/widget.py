@@ -13,6 +13,8 @@ import vtk
 from slicer.ScriptedLoadableModule import ScriptedLoadableModuleWidget
 from slicer.util import VTKObservationMixin
 
+from . import guiconnection
+
 
 class ParameterNodeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     UI_FILE = ""  # relative to the module's Resources folder, e.g. "UI/DefaceRT.ui"
@@ -22,7 +24,7 @@ class ParameterNodeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         VTKObservationMixin.__init__(self)
         self.logic = None
         self._parameterNode = None
-        self._parameterNodeGuiTag = None
+        self._parameterNodeGuiTags = []
 
     # ------------------------------------------------------------ hooks
     def createLogic(self):
@@ -40,6 +42,9 @@ class ParameterNodeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def setParameterDefaults(self) -> None:
         """Fill empty parameters from the scene (called on enter)."""
+
+    def onParameterModified(self) -> None:
+        """A parameter changed (the GUI's own connectors have already run)."""
 
     # -------------------------------------------------------- life cycle
     def setup(self) -> None:
@@ -62,8 +67,8 @@ class ParameterNodeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def exit(self) -> None:
         if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
+            guiconnection.disconnectGui(self._parameterNode, self._parameterNodeGuiTags)
+            self._parameterNodeGuiTags = []
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterModified)
 
     def onSceneStartClose(self, caller, event) -> None:
@@ -79,14 +84,16 @@ class ParameterNodeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def setParameterNode(self, inputParameterNode) -> None:
         if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            guiconnection.disconnectGui(self._parameterNode, self._parameterNodeGuiTags)
+            self._parameterNodeGuiTags = []
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterModified)
         self._parameterNode = inputParameterNode
         if self._parameterNode:
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self._parameterNodeGuiTags = guiconnection.connectGui(self._parameterNode, self.ui)
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterModified)
             self.onParameterNodeSet()
             self.updateButtonStates()
 
     def _onParameterModified(self, caller=None, event=None) -> None:
+        self.onParameterModified()
         self.updateButtonStates()
