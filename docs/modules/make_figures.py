@@ -1,7 +1,11 @@
 """Figures for the module pages, from a synthetic patient (python docs/modules/make_figures.py).
 
-DefaceRT.png: sagittal CT before/after with the removed region; SegmentationCompare.png:
-original (green) vs defaced (magenta) contours on an axial slice, with the metrics table's Dice.
+Slicer cannot run where the documentation is built, so the figures show what each module
+computes, drawn from the same DefaceRTLib calls: DefaceRT.png: sagittal CT before/after with the
+removed region; SegmentationCompare.png: original (green) vs defaced (magenta) contours on an
+axial slice, with the metrics table's Dice; FaceRecognitionQA.png: the two frontal skin renders
+the module compares (DefaceRTLib.face, offscreen VTK; needs scripts/with_display.sh on older VTK),
+with the verdict.
 """
 
 from pathlib import Path
@@ -56,6 +60,26 @@ def main() -> None:
     ax.axis("off")
     fig.tight_layout()
     fig.savefig(OUT / "SegmentationCompare.png", dpi=100)
+    plt.close(fig)
+
+    face_figure(study, result)
+
+
+def face_figure(study, result) -> None:
+    from DefaceRTLib.face.distance import FaceOptions, render_volume
+    from DefaceRTLib.face.render import View
+
+    options = FaceOptions(view=View(image_size=320))
+    original, landmarks = render_volume(study.image.array, study.image.geometry, options=options)
+    defaced, _ = render_volume(result.defaced.image.array, result.defaced.image.geometry, landmarks=landmarks, options=options)
+    fig, axes = plt.subplots(1, 2, figsize=(7, 3.8))
+    for ax, render, title in ((axes[0], original, "original skin (frontal render)"), (axes[1], defaced, "defaced skin")):
+        ax.imshow(render.image)
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    fig.suptitle("Face Recognition QA: the renders that are detected, embedded and compared", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(OUT / "FaceRecognitionQA.png", dpi=100)
     plt.close(fig)
 
 
