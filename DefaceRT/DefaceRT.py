@@ -39,7 +39,7 @@ def _addSourceTreePaths():
 
 _addSourceTreePaths()
 
-from DefaceRTSlicerLib import defacelogic, dependencies, nodes, widget  # noqa: E402
+from DefaceRTSlicerLib import defacelogic, dependencies, jobs, nodes, widget  # noqa: E402
 from DefaceRTSlicerLib.jobrunner import JobRunner  # noqa: E402
 
 DOCS_URL = "https://github.com/kildealab/SlicerDefaceRT/blob/main/docs/modules/DefaceRT.md"
@@ -124,7 +124,7 @@ class DefaceRTWidget(widget.ParameterNodeWidget):
         return DefaceRTLogic()
 
     def __init__(self, parent=None) -> None:
-        widget.ParameterNodeWidget.__init__(self, parent)
+        # before the base class: without a parent it calls setup() at once
         self._observedMarkups = []
         self._updatingLists = False
         self._shownSegmentation = None
@@ -134,6 +134,7 @@ class DefaceRTWidget(widget.ParameterNodeWidget):
         self._previewTimer.setSingleShot(True)
         self._previewTimer.setInterval(PREVIEW_DELAY_MS)
         self._previewTimer.connect("timeout()", self.onUpdatePreview)
+        widget.ParameterNodeWidget.__init__(self, parent)
 
     def connectSignals(self) -> None:
         # The segmentation is followed through the parameter node (onParameterModified), not
@@ -309,7 +310,8 @@ class DefaceRTWidget(widget.ParameterNodeWidget):
             self._exportWorkDir = None
         self.updateButtonStates()
         if returnCode is None:
-            self.ui.exportResultTextEdit.setPlainText(_("Export cancelled; nothing was written to the output folder."))
+            jobs.removePartialOutput(self._parameterNode.outputFolder)
+            self.ui.exportResultTextEdit.setPlainText(_("Export cancelled; the output folder was not written."))
             return
         try:
             outcomes = json.loads(stdout) if stdout.strip() else []

@@ -76,9 +76,10 @@ class FaceRecognitionQAWidget(widget.ParameterNodeWidget):
     UI_FILE = "UI/FaceRecognitionQA.ui"
 
     def __init__(self, parent=None) -> None:
-        widget.ParameterNodeWidget.__init__(self, parent)
+        # before the base class: without a parent it calls setup() at once
         self.jobRunner = JobRunner(slicer.util.mainWindow())
         self._workDir = None
+        widget.ParameterNodeWidget.__init__(self, parent)
 
     def createLogic(self):
         return FaceRecognitionQALogic()

@@ -77,8 +77,9 @@ class SegmentationCompareWidget(widget.ParameterNodeWidget):
     UI_FILE = "UI/SegmentationCompare.ui"
 
     def __init__(self, parent=None) -> None:
-        widget.ParameterNodeWidget.__init__(self, parent)
+        # before the base class: without a parent it calls setup() at once
         self.jobRunner = JobRunner(slicer.util.mainWindow())
+        widget.ParameterNodeWidget.__init__(self, parent)
 
     def createLogic(self):
         return SegmentationCompareLogic()

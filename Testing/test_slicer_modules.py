@@ -703,3 +703,36 @@ def test_slicercore_environment_exists_in_ci():
     assert python.exists(), f"{venv} is missing: make installcore"
     result = subprocess.run([str(python), "-c", "from slicer import vtkMRMLScene, vtkSlicerSegmentationsModuleLogic"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_cancelled_export_leaves_no_output(tmp_path):
+    """Cancel kills the export process (as JobRunner.cancel does); the
+    half-written study is removed and the output folder does not exist."""
+    import time
+
+    from DefaceRTSlicerLib import jobs
+
+    from DefaceRTLib import synthetic
+
+    source = synthetic.write_patient(synthetic.make_patient(seed=2, size=96, slices=48, slice_thickness=3.0), tmp_path / "in")
+    output = tmp_path / "out"
+    command = jobs.libraryCommand(["deface", str(source), str(output), "--no-qa-figure"], "export")
+    process = subprocess.Popen([command.program, *command.args], env=command.environment(), stderr=subprocess.PIPE, text=True)
+    try:
+        for line in process.stderr:  # wait until it is writing
+            progress = jobs.parseProgress(line)
+            if progress and list(tmp_path.glob(".out.partial-*")):
+                break
+            if progress is None and "error" in line:
+                raise AssertionError(line)
+        else:
+            pytest.skip("the export finished before it could be cancelled")
+        process.kill()
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    time.sleep(0.1)
+    assert list(tmp_path.glob(".out.partial-*")), "nothing partial to clean up?"
+    assert jobs.removePartialOutput(output)
+    assert not output.exists() and not list(tmp_path.glob(".out.partial-*"))

@@ -57,7 +57,8 @@ class JobRunner:
 
     @staticmethod
     def _text(data) -> str:
-        return bytes(data).decode("utf-8", errors="replace")
+        raw = data.data() if hasattr(data, "data") else bytes(data)  # PythonQt QByteArray -> bytes
+        return raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
 
     def _onStdout(self) -> None:
         self._stdout.append(self._text(self.process.readAllStandardOutput()))

@@ -78,3 +78,18 @@ def libraryCommand(args: List[str], description: str = "", secret: Optional[str]
         pythonExecutable(), ["-m", "DefaceRTLib", *args], description,
         env={"PYTHONPATH": pythonPath, "PYTHONUNBUFFERED": "1"}, secret=secret,
     )
+
+
+def removePartialOutput(output) -> List[str]:
+    """After a cancelled (killed) job: remove the temporary ``.NAME.partial-*``
+    folders the library writes beside ``output`` before renaming them into
+    place (``DefaceRTLib.study.atomic_output``). Returns what was removed."""
+    output = os.path.abspath(str(output))
+    parent, name = os.path.dirname(output), os.path.basename(output)
+    removed = []
+    if os.path.isdir(parent):
+        for entry in sorted(os.listdir(parent)):
+            if entry.startswith(f".{name}.partial-"):
+                shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
+                removed.append(os.path.join(parent, entry))
+    return removed

@@ -20,11 +20,12 @@ class ParameterNodeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     UI_FILE = ""  # relative to the module's Resources folder, e.g. "UI/DefaceRT.ui"
 
     def __init__(self, parent=None) -> None:
-        ScriptedLoadableModuleWidget.__init__(self, parent)
+        # everything setup() uses first: without a parent, ScriptedLoadableModuleWidget calls setup() at once
         VTKObservationMixin.__init__(self)
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTags = []
+        ScriptedLoadableModuleWidget.__init__(self, parent)
 
     # ------------------------------------------------------------ hooks
     def createLogic(self):
