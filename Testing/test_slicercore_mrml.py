@@ -446,3 +446,22 @@ def test_face_qa_skin_models_without_views_and_job_inputs(scene, tmp_path):
     array, geometry = load_volume(tmp_path / "original.nrrd")
     assert geometry.same_grid(study.image.geometry)
     np.testing.assert_array_equal(array, study.image.array)
+
+
+def test_job_reports_load_into_table_nodes(scene, tmp_path):
+    """The CSV reports of the cohort and privacy-study jobs become sortable
+    table nodes with a header (the GUI shows them when the job ends)."""
+    import types
+
+    from DefaceRTSlicerLib import comparelogic, facelogic
+
+    (tmp_path / "tidy.csv").write_text("patient,structure,dice\nP1,Body,0.93\nP2,Body,\n", encoding="utf-8")
+    (tmp_path / "distances.csv").write_text("kind,a,b,distance\nsame,P1,P1,0.05\ndifferent,P1,P2,0.61\n", encoding="utf-8")
+    p = types.SimpleNamespace(cohortOutputFolder=tmp_path, cohortTable=None, studyOutputFolder=tmp_path, resultTable=None)
+    cohort = comparelogic.SegmentationCompareLogic(scene).loadCohortTable(p)
+    study = facelogic.FaceRecognitionQALogic(scene).loadStudyTable(p)
+    for table, rows, numeric in ((cohort, 2, "dice"), (study, 2, "distance")):
+        assert table.GetUseColumnTitleAsColumnHeader() and table.GetNumberOfRows() == rows
+        assert table.GetTable().GetColumnByName(numeric).GetDataTypeAsString() == "double"
+    assert np.isnan(cohort.GetTable().GetColumnByName("dice").GetValue(1))  # the empty cell
+    assert comparelogic.SegmentationCompareLogic(scene).loadCohortTable(p) is cohort  # refilled, not a new node

@@ -49,10 +49,7 @@ class SegmentationCompareLogic:
 
     def compare(self, p):
         """Metrics into the table node (one row per matched structure)."""
-        rows = self.compareRows(p)
-        if not p.metricsTable:
-            p.metricsTable = self.mrmlScene().AddNewNodeByClass("vtkMRMLTableNode", "Segmentation comparison")
-        nodes.fillTableNode(p.metricsTable, rows)
+        p.metricsTable = nodes.filledTableNode(p.metricsTable, self.compareRows(p), self.mrmlScene(), "Segmentation comparison")
         return p.metricsTable
 
     @staticmethod
@@ -98,7 +95,5 @@ class SegmentationCompareLogic:
     def loadCohortTable(self, p):
         """The cohort's tidy.csv into a table node."""
         rows = nodes.rowsFromCsv(os.path.join(str(p.cohortOutputFolder), "tidy.csv"))
-        if not p.cohortTable:
-            p.cohortTable = self.mrmlScene().AddNewNodeByClass("vtkMRMLTableNode", "Cohort comparison")
-        nodes.fillTableNode(p.cohortTable, rows)
+        p.cohortTable = nodes.filledTableNode(p.cohortTable, rows, self.mrmlScene(), "Cohort comparison")
         return p.cohortTable

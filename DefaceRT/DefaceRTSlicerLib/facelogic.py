@@ -92,9 +92,7 @@ class FaceRecognitionQALogic:
     def loadStudyTable(self, p):
         """The study's distances.csv into the result table node."""
         rows = nodes.rowsFromCsv(os.path.join(str(p.studyOutputFolder), "distances.csv"))
-        if not p.resultTable:
-            p.resultTable = self.mrmlScene().AddNewNodeByClass("vtkMRMLTableNode", "Privacy study distances")
-        nodes.fillTableNode(p.resultTable, rows)
+        p.resultTable = nodes.filledTableNode(p.resultTable, rows, self.mrmlScene(), "Privacy study distances")
         return p.resultTable
 
     @staticmethod

@@ -348,6 +348,14 @@ def fillTableNode(tableNode, rows: List[Dict[str, object]], columns: Optional[Se
     tableNode.Modified()
 
 
+def filledTableNode(tableNode, rows: List[Dict[str, object]], scene, name: str):
+    """``tableNode`` (a new one called ``name`` in ``scene`` if None) filled with ``rows``."""
+    if tableNode is None:
+        tableNode = scene.AddNewNodeByClass("vtkMRMLTableNode", name)
+    fillTableNode(tableNode, rows)
+    return tableNode
+
+
 def rowsFromCsv(path) -> List[Dict[str, object]]:
     """Rows of a CSV report written by a ``defacert`` command, numbers as floats
     (so that :func:`fillTableNode` makes them sortable number columns)."""
