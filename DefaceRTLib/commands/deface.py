@@ -55,6 +55,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="manual eye centre in LPS mm (repeat for two eyes); used instead of eye contours")
     g.add_argument("--eye-radius", type=float, default=DEFAULT_EYE_RADIUS_MM, metavar="MM",
                    help=f"eye radius for --eye-center (default {DEFAULT_EYE_RADIUS_MM:g} mm)")
+    g.add_argument("--auto-landmarks", action="store_true",
+                   help="find the eyes in the image (CT, T1/T2 MR) when no eye ROI is found, and check eye "
+                        "contours against them; refuses (exit 3) when unsure. Contours win, --eye-center overrides")
+    g.add_argument("--auto-landmarks-min-confidence", type=float, default=None, metavar="C",
+                   help="confidence (0-1) the two eyes found in the image need (default 0.5; one eye alone needs 0.8)")
     g = parser.add_argument_group("de-identification (DICOM PS3.15 Basic Profile)")
     g.add_argument("--deidentify", action="store_true", help="de-identify the headers; pseudonymous patient IDs")
     g.add_argument("--pseudonym-map", type=Path, metavar="CSV",
@@ -97,11 +102,16 @@ def build_options(args: argparse.Namespace):
             raise SystemExit(_usage(str(exc))) from None
     if args.eye_radius < 0 or args.inferior_margin < 0 or args.posterior_margin < 0:
         raise SystemExit(_usage("margins and the eye radius must not be negative"))
+    c = args.auto_landmarks_min_confidence
+    if c is not None and not 0.0 < c <= 1.0:
+        raise SystemExit(_usage("--auto-landmarks-min-confidence must be in (0, 1]"))
     return DefaceOptions(
         rules=KeywordRules(eye=args.eye_keywords, remove=args.remove_keywords, keep=args.keep_keywords),
         margins=Margins(args.inferior_margin, args.posterior_margin),
         manual_eye_centres=list(args.eye_center),
         eye_radius_mm=args.eye_radius,
+        auto_landmarks=args.auto_landmarks,
+        auto_landmarks_min_confidence=args.auto_landmarks_min_confidence,
         deidentification=deid,
         pseudonym_map_path=args.pseudonym_map,
         write_mask=not args.no_mask,
@@ -131,10 +141,12 @@ def _describe(outcome, output_root: Path) -> List[str]:
     if s:
         lm = s["landmarks"]
         eyes = ", ".join(e["name"] for e in lm["eyes"])
+        source = lm["source"] + (f", confidence {lm['confidence']:.2f}" if lm.get("confidence") is not None else "")
         lines.append(
-            f"  eyes: {eyes} ({lm['source']}); eye plane z = {s['cut']['eye_plane_z_mm']:.2f} mm, "
+            f"  eyes: {eyes} ({source}); eye plane z = {s['cut']['eye_plane_z_mm']:.2f} mm, "
             f"coronal plane y = {s['cut']['coronal_plane_y_mm']:.2f} mm (LPS)"
         )
+        lines.extend(f"  warning: {w}" for w in lm.get("warnings", []))
         lines.append(f"  image voxels removed: {s['image']['removed_voxels']} (kept in cut region: {s['image']['kept_voxels_in_cut_region']})")
         for n, d in enumerate(s["doses"]):
             lines.append(f"  dose {n + 1}: {d['removed_voxels']} voxels zeroed (max removed {d['max_removed_dose']:.3g} {d['units']})")

@@ -20,10 +20,19 @@ given; each is treated as a sphere of radius ``eye_radius_mm`` (default
 12 mm, an adult globe), so ``z_cut = min(z) - r`` and ``y_cut`` is the
 midpoint of the spheres' antero-posterior extent, which is what the
 reference definition gives for spherical eyes.
+
+Without eye contours and manual centres, ``find_landmarks`` can find the
+globes in the image itself (:mod:`.eye_detection`; ``auto_image``): each
+found globe is an ellipsoid (the fitted centre and semi-axes) and the cut
+follows as for manual centres. With eye contours *and* ``auto_image`` the
+contours are used and the globes found in the image check them: a contour
+eye farther than :data:`CROSS_CHECK_MM` from every found globe, or named
+for the other side than the globe it lies on, gives a warning.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple
 
@@ -37,6 +46,8 @@ from .keywords import KeywordRules
 DEFAULT_EYE_RADIUS_MM = 12.0
 #: contours closer than this (mm) along z are on the same plane
 PLANE_TOLERANCE_MM = 0.01
+#: contour eyes this far (mm) from the globe found in the image are reported
+CROSS_CHECK_MM = 5.0
 
 
 @dataclass
@@ -76,16 +87,26 @@ class Landmarks:
     z_cut: float
     y_cut: float
     middle_plane_z: float
-    source: str  # "contours" or "manual"
+    source: str  # "contours", "manual" or "image"
+    #: confidence (0-1) of the eyes found in the image (source "image"), else None
+    confidence: Optional[float] = None
+    warnings: List[str] = field(default_factory=list)
+    #: the image detection (:meth:`EyeDetection.to_dict`), when it ran
+    detection: Optional[dict] = None
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "source": self.source,
             "eyes": [e.to_dict() for e in self.eyes],
             "eye_plane_z_mm": round(self.z_cut, 3),
             "anteroposterior_centre_y_mm": round(self.y_cut, 3),
             "middle_plane_z_mm": round(self.middle_plane_z, 3),
+            "confidence": None if self.confidence is None else round(self.confidence, 3),
+            "warnings": list(self.warnings),
         }
+        if self.detection is not None:
+            out["image_detection"] = self.detection
+        return out
 
 
 def eye_landmark(roi: ROI) -> EyeLandmark:
@@ -171,21 +192,36 @@ def manual_landmarks(centres: Sequence[Sequence[float]], eye_radius_mm: float = 
     if eye_radius_mm < 0:
         raise LandmarkError(f"eye radius must not be negative, got {eye_radius_mm}")
     r = float(eye_radius_mm)
-    eyes = []
-    for n, c in enumerate(centres):
+    checked = []
+    for c in centres:
         c = [float(v) for v in c]
         if len(c) != 3 or not np.all(np.isfinite(c)):
             raise LandmarkError(f"manual eye centre must be three finite numbers X,Y,Z (LPS mm), got {c}")
+        checked.append(c)
+    names = [f"manual eye {n + 1}" for n in range(len(checked))]
+    return ellipsoid_landmarks(checked, [(r, r, r)] * len(checked), names, "manual")
+
+
+def ellipsoid_landmarks(
+    centres: Sequence[Sequence[float]], semi_axes: Sequence[Sequence[float]], names: Sequence[str], source: str
+) -> Landmarks:
+    """Landmarks of eyes given as ellipsoids with axes along LPS x, y, z
+    (centres and semi-axes in mm): ``z_cut`` is the lowest eye's inferior
+    pole, ``y_cut`` the midpoint of the eyes' antero-posterior extent."""
+    eyes = []
+    for name, c, semi in zip(names, centres, semi_axes):
+        c = [float(v) for v in c]
+        _sx, sy, sz = (float(v) for v in semi)
         eyes.append(
             EyeLandmark(
-                name=f"manual eye {n + 1}",
+                name=name,
                 centroid=tuple(c),
-                inferior_z=c[2] - r,
-                superior_z=c[2] + r,
-                anterior_y=c[1] - r,
-                posterior_y=c[1] + r,
+                inferior_z=c[2] - sz,
+                superior_z=c[2] + sz,
+                anterior_y=c[1] - sy,
+                posterior_y=c[1] + sy,
                 planes=[c[2]],
-                points_by_plane={c[2]: np.array([[c[0], c[1] - r, c[2]], [c[0], c[1] + r, c[2]]])},
+                points_by_plane={c[2]: np.array([[c[0], c[1] - sy, c[2]], [c[0], c[1] + sy, c[2]]])},
             )
         )
     ys = np.array([[e.anterior_y, e.posterior_y] for e in eyes])
@@ -194,8 +230,60 @@ def manual_landmarks(centres: Sequence[Sequence[float]], eye_radius_mm: float = 
         z_cut=float(min(e.inferior_z for e in eyes)),
         y_cut=float((ys.min() + ys.max()) / 2.0),
         middle_plane_z=float(np.mean([e.centroid[2] for e in eyes])),
-        source="manual",
+        source=source,
     )
+
+
+def image_landmarks(detection) -> Landmarks:
+    """Landmarks from the globes found in the image (an :class:`~.eye_detection.EyeDetection`)."""
+    lm = ellipsoid_landmarks(
+        [e.centre for e in detection.eyes],
+        [e.semi_axes_mm for e in detection.eyes],
+        [f"{e.side} globe (image)" for e in detection.eyes],
+        "image",
+    )
+    lm.confidence = float(detection.confidence)
+    lm.warnings = list(detection.warnings)
+    lm.detection = detection.to_dict()
+    return lm
+
+
+def _named_side(name: str) -> Optional[str]:
+    """"left"/"right" when an ROI name says which eye it is."""
+    low = name.lower()
+    if re.search(r"(left|(^|[^a-z])(l|lt|lft|sin)($|[^a-z]))", low):
+        return "left"
+    if re.search(r"(right|(^|[^a-z])(r|rt|rgt|dx)($|[^a-z]))", low):
+        return "right"
+    return None
+
+
+def cross_check(landmarks: Landmarks, detection, tolerance_mm: float = CROSS_CHECK_MM) -> List[str]:
+    """Warnings where contour eyes and the globes found in the image disagree:
+    an eye contour farther than ``tolerance_mm`` from every found globe, or
+    named for the other side than the globe it lies on (wrong laterality or a
+    mislabelled ROI)."""
+    out = []
+    found = [(np.asarray(e.centre), e.side) for e in detection.eyes]
+    for eye in landmarks.eyes:
+        c = np.asarray(eye.centroid)
+        dist, side = min(((float(np.linalg.norm(c - f)), s) for f, s in found), key=lambda t: t[0])
+        named = _named_side(eye.name)
+        if dist > tolerance_mm:
+            out.append(
+                f"eye ROI {eye.name!r} (centroid {_fmt_point(c)} mm LPS) is {dist:.1f} mm from the nearest globe found "
+                f"in the image; check the contour (mislabelled ROI, contour from another scan?)"
+            )
+        elif named is not None and named != side:
+            out.append(
+                f"eye ROI {eye.name!r} is named for the {named} eye but lies on the patient's {side} globe "
+                f"(centroid {_fmt_point(c)} mm LPS): check the laterality"
+            )
+    return out
+
+
+def _fmt_point(p) -> str:
+    return "(" + ", ".join(f"{float(v):.1f}" for v in p) + ")"
 
 
 def find_landmarks(
@@ -205,42 +293,82 @@ def find_landmarks(
     manual_centres: Optional[Sequence[Sequence[float]]] = None,
     eye_radius_mm: float = DEFAULT_EYE_RADIUS_MM,
     where: Optional[str] = None,
+    auto_image=None,
+    min_confidence: Optional[float] = None,
 ) -> Landmarks:
-    """Eye landmarks for a study: manual centres if given, else the eye ROIs.
+    """Eye landmarks for a study: manual centres if given, else the eye ROIs,
+    else (with ``auto_image``, the study's :class:`~DefaceRTLib.image.ImageVolume`)
+    the globes found in the image.
 
     Raises :class:`LandmarkError` (naming ``where``) when no eye ROI is found
-    (listing the ROI names that exist), when every eye ROI is empty, or when
-    the eyes lie outside the CT grid ``geometry``. Empty eye ROIs next to a
-    contoured one are skipped.
+    (listing the ROI names that exist) and no image detection is asked for or
+    it refuses, when every eye ROI is empty, or when the eyes lie outside the
+    CT grid ``geometry``. Empty eye ROIs next to a contoured one are skipped.
+    With contours and ``auto_image``, the found globes check the contours
+    (:func:`cross_check`; warnings in :attr:`Landmarks.warnings`).
     """
     rules = rules or KeywordRules()
     if manual_centres:
         lm = manual_landmarks(manual_centres, eye_radius_mm)
     else:
-        if structure_set is None:
-            raise LandmarkError("no RT Structure Set and no manual eye centre (--eye-center X,Y,Z)", where)
-        names = structure_set.names()
-        eye_rois = [structure_set.roi(n) for n in rules.eyes(names)]
-        if not eye_rois:
-            found = ", ".join(repr(n) for n in names) or "none"
-            raise LandmarkError(
-                f"no eye ROI found (names containing {', '.join(rules.eye)}; ROIs found: {found}); "
-                "give the eye centre with --eye-center X,Y,Z (LPS mm)",
-                where,
-            )
-        usable = [r for r in eye_rois if not r.is_empty]
-        if not usable:
-            raise LandmarkError(
-                "eye ROI " + ", ".join(repr(r.name) for r in eye_rois) + " has no contours; "
-                "give the eye centre with --eye-center X,Y,Z (LPS mm)",
-                where,
-            )
         try:
-            lm = landmarks_from_eyes([eye_landmark(r) for r in usable])
+            lm = _contour_landmarks(structure_set, rules, where)
         except LandmarkError as exc:
-            raise LandmarkError(exc.message, where) from exc
+            if auto_image is None:
+                raise
+            lm = _detect(auto_image, where, min_confidence, exc.message)
+        else:
+            if auto_image is not None:
+                _check_against_image(lm, auto_image, where, min_confidence)
     check_inside(lm, geometry, where)
     return lm
+
+
+def _contour_landmarks(structure_set: Optional[StructureSet], rules: KeywordRules, where: Optional[str]) -> Landmarks:
+    if structure_set is None:
+        raise LandmarkError("no RT Structure Set and no manual eye centre (--eye-center X,Y,Z)", where)
+    names = structure_set.names()
+    eye_rois = [structure_set.roi(n) for n in rules.eyes(names)]
+    if not eye_rois:
+        found = ", ".join(repr(n) for n in names) or "none"
+        raise LandmarkError(
+            f"no eye ROI found (names containing {', '.join(rules.eye)}; ROIs found: {found}); "
+            "give the eye centre with --eye-center X,Y,Z (LPS mm) or use --auto-landmarks",
+            where,
+        )
+    usable = [r for r in eye_rois if not r.is_empty]
+    if not usable:
+        raise LandmarkError(
+            "eye ROI " + ", ".join(repr(r.name) for r in eye_rois) + " has no contours; "
+            "give the eye centre with --eye-center X,Y,Z (LPS mm) or use --auto-landmarks",
+            where,
+        )
+    try:
+        return landmarks_from_eyes([eye_landmark(r) for r in usable])
+    except LandmarkError as exc:
+        raise LandmarkError(exc.message, where) from exc
+
+
+def _detect(image, where: Optional[str], min_confidence: Optional[float], why: str) -> Landmarks:
+    from .eye_detection import detect_eyes_in_volume
+
+    try:
+        detection = detect_eyes_in_volume(image, where, min_confidence)
+    except LandmarkError as exc:
+        raise LandmarkError(f"{why.split(';')[0]}; {exc.message}", where) from exc
+    return image_landmarks(detection)
+
+
+def _check_against_image(lm: Landmarks, image, where: Optional[str], min_confidence: Optional[float]) -> None:
+    from .eye_detection import detect_eyes_in_volume
+
+    try:
+        detection = detect_eyes_in_volume(image, where, min_confidence)
+    except LandmarkError as exc:
+        lm.warnings.append(f"the eye contours could not be checked against the image: {exc.message}")
+        return
+    lm.detection = detection.to_dict()
+    lm.warnings.extend(cross_check(lm, detection))
 
 
 def check_inside(landmarks: Landmarks, geometry: ImageGeometry, where: Optional[str] = None) -> None:

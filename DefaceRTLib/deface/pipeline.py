@@ -58,13 +58,18 @@ class DefaceOptions:
     they are never written into the (shareable) output tree; by default they
     go to ``OUTPUT-qa`` beside it, one ``<study>/deface_qa.png`` per study.
     ``write_seg`` also writes the removed region as a DICOM SEG referencing
-    the written CT (:mod:`.seg`; needs highdicom).
+    the written CT (:mod:`.seg`; needs highdicom). ``auto_landmarks`` finds
+    the globes in the image when no eye ROI is found, and checks the eye
+    contours against them otherwise (:mod:`.eye_detection`; a pair needs
+    ``auto_landmarks_min_confidence``, default 0.5).
     """
 
     rules: KeywordRules = field(default_factory=KeywordRules)
     margins: Margins = field(default_factory=Margins)
     manual_eye_centres: List[Tuple[float, float, float]] = field(default_factory=list)
     eye_radius_mm: float = DEFAULT_EYE_RADIUS_MM
+    auto_landmarks: bool = False
+    auto_landmarks_min_confidence: Optional[float] = None
     deidentification: Optional[object] = None
     pseudonym_map_path: Optional[Path] = None
     write_mask: bool = True
@@ -79,6 +84,7 @@ class DefaceOptions:
             "margins_mm": {"inferior": self.margins.inferior_mm, "posterior": self.margins.posterior_mm},
             "manual_eye_centres_lps_mm": [list(c) for c in self.manual_eye_centres],
             "eye_radius_mm": self.eye_radius_mm,
+            "auto_landmarks": self.auto_landmarks,
             "deidentified": self.deidentification is not None,
         }
 
@@ -181,7 +187,9 @@ def deface_study(study: RTStudy, options: Optional[DefaceOptions] = None, where:
     check_study(study)
     ss = study.structure_set
     landmarks = find_landmarks(
-        ss, study.image.geometry, rules, options.manual_eye_centres, options.eye_radius_mm, where=where
+        ss, study.image.geometry, rules, options.manual_eye_centres, options.eye_radius_mm, where=where,
+        auto_image=study.image if options.auto_landmarks else None,
+        min_confidence=options.auto_landmarks_min_confidence,
     )
     region = CutRegion.from_landmarks(landmarks, options.margins)
     kept_rois = [ss.roi(n) for n in rules.kept(ss.names())] if ss is not None else []
@@ -455,7 +463,7 @@ def deface_path(
             t0 = time.perf_counter()
             study = load_study_entry(entry, index)
             read_s = time.perf_counter() - t0
-            if study.structure_set is None and not options.manual_eye_centres:
+            if study.structure_set is None and not options.manual_eye_centres and not options.auto_landmarks:
                 _raise_for_orphan_structure_set(index, source, study)
             result = deface_study(study, options, where=source)
             result.timings["read_s"] = read_s
