@@ -172,8 +172,7 @@ class DefaceRTWidget(widget.ParameterNodeWidget):
     def updateButtonStates(self) -> None:
         p = self._parameterNode
         idle = not self.jobRunner.running
-        ready = bool(idle and p and p.ctVolume and p.segmentation)
-        self.ui.findLandmarksButton.enabled = ready
+        self.ui.findLandmarksButton.enabled = bool(idle and p and p.ctVolume)  # without eye segments: found in the CT
         self.ui.placeEyeCentresButton.enabled = bool(idle and p and p.ctVolume)
         landmarksPlaced = bool(idle and p and p.ctVolume and p.eyePlane and p.coronalPlane)
         self.ui.updatePreviewButton.enabled = bool(landmarksPlaced and p.segmentation)
@@ -217,6 +216,11 @@ class DefaceRTWidget(widget.ParameterNodeWidget):
             self.logic.placeLandmarkMarkups(self._parameterNode, landmarks)
             self._observeMarkups()
             self._showLandmarks()
+            if landmarks.source == "image":
+                # eyes found in the CT: say how sure, and that the centres are to be confirmed
+                self.ui.landmarksLabel.text += "\n" + _(
+                    "Eyes found in the image (confidence {c:.2f}): check the eye centres, drag them if needed."
+                ).format(c=landmarks.confidence) + "".join("\n" + w for w in landmarks.warnings)
             self._livePreview()
 
     def onPlaceEyeCentres(self) -> None:

@@ -465,3 +465,35 @@ def test_job_reports_load_into_table_nodes(scene, tmp_path):
         assert table.GetTable().GetColumnByName(numeric).GetDataTypeAsString() == "double"
     assert np.isnan(cohort.GetTable().GetColumnByName("dice").GetValue(1))  # the empty cell
     assert comparelogic.SegmentationCompareLogic(scene).loadCohortTable(p) is cohort  # refilled, not a new node
+
+
+def test_landmarks_from_the_ct_without_eye_segments(scene):
+    """No eye segment ticked: the eye globes are found in the CT volume node and
+    their centres placed as the eye-centre markups (to drag before the preview);
+    dragging them gives manual-centre landmarks as before."""
+    from DefaceRTSlicerLib import defacelogic, nodes
+
+    from DefaceRTLib import synthetic
+
+    patient = synthetic.make_patient(seed=4, orientation="HFP", size=96, pixel_spacing=2.5, slice_thickness=3.0, slices=52)
+    ct, segmentation = _patient_nodes(scene, patient.study)
+    logic = defacelogic.DefaceRTLogic(scene)
+    p = parameters_like("DefaceRT")
+    p.ctVolume, p.segmentation = ct, segmentation
+    p.eyeSegments, p.keptSegments = [], logic.suggestSegments(segmentation)[1]
+    landmarks = logic.autoLandmarks(p)
+    assert landmarks.source == "image" and landmarks.confidence >= 0.8
+    logic.placeLandmarkMarkups(p, landmarks)
+    points = nodes.markupsPointsLps(p.eyeCentres)
+    truth = np.array([patient.truth.eye_centers_lps[s] for s in ("left", "right")])
+    assert len(points) == 2
+    for q in points:
+        assert np.min(np.linalg.norm(truth - q, axis=1)) <= 2.0
+    assert abs(landmarks.z_cut - patient.truth.eye_inferior_plane_z) <= 3.0
+    assert len(logic.landmarksFromEyeCentres(p).eyes) == 2
+    # a CT without the eyes: the reason, nothing placed
+    blank = nodes.addVolumeNode(np.full(patient.study.image.geometry.shape, -1000, np.int16),
+                                patient.study.image.geometry, "air", scene=scene)
+    p.ctVolume = blank
+    with pytest.raises(Exception, match="no eye segment selected, and no body found in the image"):
+        logic.autoLandmarks(p)

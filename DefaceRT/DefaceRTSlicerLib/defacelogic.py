@@ -125,21 +125,39 @@ class DefaceRTLogic:
 
     # ---------------------------------------------------------- landmarks
     def autoLandmarks(self, p):
-        """Landmarks from the chosen eye segments (their planar contours)."""
+        """Landmarks from the chosen eye segments (their planar contours); with
+        no (non-empty) eye segment, from the globes found in the CT itself
+        (:meth:`imageLandmarks`), to be confirmed or dragged before the preview."""
         from DefaceRTLib.deface.landmarks import check_inside, eye_landmark, landmarks_from_eyes
-        from DefaceRTLib.errors import LandmarkError
 
-        if not p.eyeSegments:
-            raise LandmarkError("no eye segment selected; tick the eye segments or place the eye centres by hand")
-        rois = [r for r in self._rois(p, p.eyeSegments) if not r.is_empty]
+        rois = [r for r in self._rois(p, p.eyeSegments) if not r.is_empty] if p.eyeSegments else []
         if not rois:
-            raise LandmarkError("the selected eye segments are empty; place the eye centres by hand")
+            return self.imageLandmarks(p)
         landmarks = landmarks_from_eyes([eye_landmark(r) for r in rois])
         check_inside(landmarks, nodes.geometryFromVolumeNode(p.ctVolume))
         return landmarks
 
     # the name the module's self-test and issue 13 use
     findLandmarks = autoLandmarks
+
+    def imageLandmarks(self, p):
+        """Landmarks from the eye globes found in the CT volume (DefaceRTLib's
+        eye detection; source "image", with its confidence and warnings).
+        Raises LandmarkError with the reason when the detection is unsure."""
+        from DefaceRTLib.deface.eye_detection import detect_eyes_in_volume
+        from DefaceRTLib.deface.landmarks import image_landmarks
+        from DefaceRTLib.errors import LandmarkError
+
+        if not p.ctVolume:
+            raise LandmarkError("no CT volume selected")
+        volume = nodes.imageVolumeFromVolumeNode(p.ctVolume)
+        try:
+            detection = detect_eyes_in_volume(volume, p.ctVolume.GetName())
+        except LandmarkError as exc:
+            raise LandmarkError(
+                f"no eye segment selected, and {exc.message}; tick the eye segments or place the eye centres by hand"
+            ) from exc
+        return image_landmarks(detection)
 
     def landmarksFromEyeCentres(self, p):
         """Landmarks from the (placed or dragged) eye-centre markups, as manual centres."""
