@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
+
 from ..errors import InputError
 from . import stats
 
@@ -157,7 +159,13 @@ def summary_table(rows: Sequence[Dict[str, object]], metrics: Sequence[str] = SU
 
 
 def tests_table(rows: Sequence[Dict[str, object]]) -> List[Dict[str, object]]:
-    """Paired tests per group, structure and quantity, BH-adjusted across structures."""
+    """Paired tests per group, structure and quantity (:func:`.stats.paired_tests`).
+
+    Benjamini-Hochberg families: one per group, quantity and test (t-test or
+    Wilcoxon), made of the structures whose test could be computed; tests
+    that could not be computed keep ``nan`` adjusted p-values, their reason,
+    and do not count in the family size. ``t_bh_family`` /
+    ``wilcoxon_bh_family`` say which family each row belongs to and its size."""
     out: List[Dict[str, object]] = []
     groups = _by_group_structure(rows)
     for label, ka, kb in PAIRED_QUANTITIES:
@@ -166,14 +174,18 @@ def tests_table(rows: Sequence[Dict[str, object]]) -> List[Dict[str, object]]:
         block = []
         for (group, structure), rs in groups.items():
             t = stats.paired_tests([_value(r, ka) for r in rs], [_value(r, kb) for r in rs])
-            block.append({"group": group, "structure": structure, "quantity": label, **t.__dict__})
+            block.append({"group": group, "structure": structure, "quantity": label, **t.to_dict()})
         for group in sorted({b["group"] for b in block}):
             sel = [b for b in block if b["group"] == group]
-            t_adj = stats.benjamini_hochberg([b["t_pvalue"] for b in sel])
-            w_adj = stats.benjamini_hochberg([b["wilcoxon_pvalue"] for b in sel])
-            for b, tp, wp in zip(sel, t_adj, w_adj):
-                b["t_pvalue_bh"] = float(tp)
-                b["wilcoxon_pvalue_bh"] = float(wp)
+            for test in ("t", "wilcoxon"):
+                adjusted = stats.benjamini_hochberg([b[f"{test}_pvalue"] for b in sel])
+                m = int(np.count_nonzero(~np.isnan(adjusted)))
+                where = f"group {group!r}, " if group else ""
+                family = (f"{m} of {len(sel)} structures ({where}{label}; "
+                          f"{len(sel) - m} not computable, excluded)")
+                for b, p in zip(sel, adjusted):
+                    b[f"{test}_pvalue_bh"] = float(p)
+                    b[f"{test}_bh_family"] = family if not b[f"{test}_not_computable"] else "excluded: not computable"
         out.extend(block)
     return out
 

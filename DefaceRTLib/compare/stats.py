@@ -1,18 +1,36 @@
-"""Cohort statistics: summaries, paired tests with Benjamini-Hochberg
-correction, volume agreement (Bland-Altman).
+"""Cohort statistics: summaries, paired tests with effect sizes and
+confidence intervals, Benjamini-Hochberg correction over the tests that could
+be computed, volume agreement (Bland-Altman).
 
 Conventions
 -----------
 * Summaries ignore ``nan`` values (empty structures) and report ``n``.
   IQR = 75th - 25th percentile (numpy's default linear interpolation).
-* Paired tests: ``scipy.stats.ttest_rel`` and ``scipy.stats.wilcoxon`` (its
-  defaults: zero differences dropped, two-sided); pairs with a ``nan`` on
-  either side are dropped first. When every difference is zero the Wilcoxon
-  test is undefined and its p-value is reported as 1.0 (no evidence of a
-  difference); with fewer than 2 pairs both p-values are ``nan``.
+* Paired differences are ``d = b - a`` (compared minus original); pairs with a
+  non-finite value on either side are dropped first.
+* Paired t-test: ``scipy.stats.ttest_rel(b, a)`` (so the statistic has the
+  sign of the mean difference). Reported beside it: the mean difference with
+  its **t-based** 95 % confidence interval (mean +/- t(0.975, n-1) SD/sqrt(n),
+  the interval of the same t-test) and Cohen's dz = mean(d) / SD(d) (ddof=1).
+* Wilcoxon signed-rank test: ``scipy.stats.wilcoxon(b, a)`` with scipy's
+  defaults (zero differences dropped, two-sided; exact null distribution for
+  small samples). Reported beside it: the median difference and the
+  matched-pairs rank-biserial correlation r = (R+ - R-) / (R+ + R-) over the
+  non-zero differences (Kerby 2014; +1 when every compared value is larger),
+  and the smallest two-sided p-value the exact test can reach with that many
+  non-zero differences, 2 / 2**n (with fewer than 6 it is above 0.05).
+* **Not computable** tests get ``nan`` statistics and a reason in
+  ``t_not_computable`` / ``wilcoxon_not_computable`` instead of a p-value:
+  fewer pairs than the test needs (t: 2; Wilcoxon: 2 non-zero differences,
+  with one the exact p-value is always 1), every difference zero, every
+  difference equal up to rounding (zero variance: t is infinite or
+  undefined), or scipy
+  returning ``nan``. They are never reported as p = 1.
 * Benjamini-Hochberg adjusted p-values: ``scipy.stats.false_discovery_control
   (p, method="bh")`` where scipy has it (>= 1.11), else :func:`_bh_adjust`
-  (same step-up definition); ``nan`` p-values are left out and stay ``nan``.
+  (same step-up definition). The family is the computable tests only: ``nan``
+  p-values are left out, do not count in m, and stay ``nan``
+  (:func:`benjamini_hochberg`).
 * Bland-Altman: differences ``b - a``; bias = mean difference; limits of
   agreement = bias +/- 1.96 SD (sample SD, ddof=1); coefficient of
   repeatability CR = 1.96 SD of the differences (Bland & Altman 1986).
@@ -50,13 +68,32 @@ def summarize(values: Sequence[float]) -> Dict[str, float]:
 
 @dataclass
 class PairedTest:
+    """Result of :func:`paired_tests` (differences ``b - a``)."""
+
     n: int
-    mean_difference: float
-    median_difference: float
-    t_statistic: float
-    t_pvalue: float
-    wilcoxon_statistic: float
-    wilcoxon_pvalue: float
+    n_nonzero: int = 0
+    mean_difference: float = math.nan
+    mean_difference_ci_low: float = math.nan
+    mean_difference_ci_high: float = math.nan
+    sd_difference: float = math.nan
+    cohens_dz: float = math.nan
+    t_statistic: float = math.nan
+    t_pvalue: float = math.nan
+    t_not_computable: str = ""
+    median_difference: float = math.nan
+    rank_biserial: float = math.nan
+    wilcoxon_statistic: float = math.nan
+    wilcoxon_pvalue: float = math.nan
+    wilcoxon_min_attainable_p: float = math.nan
+    wilcoxon_not_computable: str = ""
+
+    def to_dict(self) -> Dict[str, object]:
+        return dict(self.__dict__)
+
+
+CI_LEVEL = 0.95
+T_MIN_PAIRS = 2
+WILCOXON_MIN_NONZERO = 2
 
 
 def _finite_pairs(a: Sequence[float], b: Sequence[float]):
@@ -70,24 +107,65 @@ def _finite_pairs(a: Sequence[float], b: Sequence[float]):
 
 
 def paired_tests(a: Sequence[float], b: Sequence[float]) -> PairedTest:
-    """Paired t-test and Wilcoxon signed-rank test of ``b`` against ``a``."""
+    """Paired t-test and Wilcoxon signed-rank test of ``b`` against ``a``,
+    with effect sizes and the t-based confidence interval of the mean
+    difference; degenerate cases are reported as not computable (module
+    docstring), never as p = 1."""
     from scipy import stats
 
     x, y = _finite_pairs(a, b)
-    nan = math.nan
-    n = int(x.size)
-    if n < 2:
-        d = y - x
-        return PairedTest(n, float(d.mean()) if n else nan, float(np.median(d)) if n else nan, nan, nan, nan, nan)
     d = y - x
-    if np.all(d == 0):
-        return PairedTest(n, 0.0, 0.0, nan, 1.0, 0.0, 1.0)
-    t = stats.ttest_rel(x, y)
-    w = stats.wilcoxon(x, y)
-    return PairedTest(
-        n, float(d.mean()), float(np.median(d)),
-        float(t.statistic), float(t.pvalue), float(w.statistic), float(w.pvalue),
-    )
+    n = int(d.size)
+    r = PairedTest(n)
+    if n == 0:
+        r.t_not_computable = r.wilcoxon_not_computable = "no pair with finite values on both sides"
+        return r
+    nonzero = d[d != 0]
+    r.n_nonzero = int(nonzero.size)
+    r.mean_difference = float(d.mean())
+    r.median_difference = float(np.median(d))
+    # t-test
+    if n < T_MIN_PAIRS:
+        r.t_not_computable = f"n = {n} pair; the paired t-test needs at least {T_MIN_PAIRS}"
+    else:
+        r.sd_difference = float(np.std(d, ddof=1))
+        if r.n_nonzero == 0:
+            r.t_not_computable = f"all {n} differences are zero (t = 0/0)"
+        elif float(d.max() - d.min()) <= 1e-12 * max(1.0, float(np.abs(d).max())):  # equal up to rounding
+            r.t_not_computable = f"all {n} differences are equal ({r.mean_difference:g}): zero variance, t is infinite"
+        else:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                t = stats.ttest_rel(y, x)
+            if not math.isfinite(float(t.pvalue)):
+                r.t_not_computable = f"scipy.stats.ttest_rel returned p = {float(t.pvalue)}"
+            else:
+                r.t_statistic, r.t_pvalue = float(t.statistic), float(t.pvalue)
+                half = float(stats.t.ppf(0.5 + CI_LEVEL / 2, n - 1)) * r.sd_difference / math.sqrt(n)
+                r.mean_difference_ci_low = r.mean_difference - half
+                r.mean_difference_ci_high = r.mean_difference + half
+                r.cohens_dz = r.mean_difference / r.sd_difference
+    # Wilcoxon signed-rank
+    if r.n_nonzero:
+        ranks = stats.rankdata(np.abs(nonzero))
+        positive = float(ranks[nonzero > 0].sum())
+        negative = float(ranks[nonzero < 0].sum())
+        r.rank_biserial = (positive - negative) / (positive + negative)
+        r.wilcoxon_min_attainable_p = min(1.0, 2.0 / 2.0 ** r.n_nonzero)
+    if r.n_nonzero == 0:
+        r.wilcoxon_not_computable = f"all {n} differences are zero (none left after dropping zeros)"
+    elif r.n_nonzero < WILCOXON_MIN_NONZERO:
+        r.wilcoxon_not_computable = (
+            f"{r.n_nonzero} non-zero difference; the signed-rank test needs at least {WILCOXON_MIN_NONZERO} "
+            "(with one its exact p-value is always 1)"
+        )
+    else:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            w = stats.wilcoxon(y, x)
+        if not math.isfinite(float(w.pvalue)):
+            r.wilcoxon_not_computable = f"scipy.stats.wilcoxon returned p = {float(w.pvalue)}"
+        else:
+            r.wilcoxon_statistic, r.wilcoxon_pvalue = float(w.statistic), float(w.pvalue)
+    return r
 
 
 def _bh_adjust(p: np.ndarray) -> np.ndarray:
