@@ -33,7 +33,10 @@ with the patient):
 Definitions (all on the original's grid)
 ----------------------------------------
 * ``delta`` = compared - original (HU); a voxel is *altered* when
-  ``|delta| > tolerance_hu`` (default 1 HU); altered volume in cc.
+  ``|delta| > tolerance_hu`` (default 0.5 HU: on integer-HU images every
+  change of 1 HU or more counts -- a defacer that sets air from -999 to -1000
+  HU did change those voxels -- while float rounding of a NIfTI round trip or
+  a rescale, well below 0.5 HU, does not); altered volume in cc.
 * air voxels: original below ``air_hu`` (default -400 HU). Reported: median
   ΔHU over all air voxels, over altered air voxels, and over all altered voxels.
 * body: largest connected component of ``original > air_hu`` (or the given
@@ -59,7 +62,7 @@ from ..errors import GeometryError
 from ..geometry import ANATOMICAL_DIRECTIONS, ImageGeometry, resample
 
 DEFAULT_AIR_HU = -400.0
-DEFAULT_TOLERANCE_HU = 1.0
+DEFAULT_TOLERANCE_HU = 0.5
 DEFAULT_MAX_SHIFT_MM = 10.0
 DEFAULT_MAX_ADDED_FRACTION = 0.02
 

@@ -1,15 +1,23 @@
 """Compare two versions of a patient's RT data and write the report files.
 
 Inputs
-    ``original`` and ``compared`` are study folders (CT series + RTSTRUCT,
-    optionally RTDOSE) or RT Structure Set files. The comparison grid is the
-    original CT's (else the compared CT's); a bare RTSTRUCT on both sides is
-    refused because there is no grid.
+    ``original`` and ``compared`` are each a DICOM study folder (image series
+    + RTSTRUCT, optionally RTDOSE), an image file (NIfTI, NRRD, MetaImage:
+    whatever another defacer wrote) or an RT Structure Set file.
+    ``original_structures`` / ``compared_structures`` give (or replace) a
+    side's structures: an RTSTRUCT, a label map (names from ``labels`` /
+    ``compared_labels``) or a folder of per-structure masks
+    (:mod:`.masks`). The comparison grid is the original image's (else the
+    compared image's); without any image there is no grid and the inputs are
+    refused. Without structures on either side only the images are compared.
 
 What is compared
     * every matched ROI pair (:mod:`.structures`);
-    * the images, when both sides have one (:mod:`.image_change`); its
-      altered voxels are the *removed region* used for on-face classification,
+    * the images, when both sides have one (:mod:`.image_change`); a voxel
+      is altered when ``|compared - original| > hu_tolerance`` (default
+      :data:`~.image_change.DEFAULT_TOLERANCE_HU` = 0.5 HU: any change of at
+      least 1 HU of an integer-HU image). The altered voxels are the
+      *removed region* used for on-face classification,
       unless a removed-region mask file is given (DefaceRT writes
       ``defacert/removed_region.nrrd``);
     * PTV positions use the *removal region before protection* (see
@@ -53,23 +61,51 @@ ProgressCallback = Callable[[int, int, str], None]
 class Side:
     path: Path
     image: Optional[object] = None  # ImageVolume
-    structure_set: Optional[object] = None  # StructureSet
+    structure_set: Optional[object] = None  # StructureSet or masks.MaskStructureSet
     dose: Optional[object] = None  # DoseVolume
+    patient_id: str = ""
+    structures_path: Optional[Path] = None
 
 
-def load_side(path, what: str) -> Side:
-    """Read a study folder or an RTSTRUCT file; errors name the path."""
+def load_side(path, what: str, structures=None, labels=None) -> Side:
+    """Read a study folder, an image file or an RTSTRUCT file, and the
+    structures given apart (see module docstring); errors name the path."""
+    from ..image import read_itk_image
     from ..rtstruct import StructureSet
     from ..study import load_study
+    from .masks import is_image_file, read_structures
 
     path = Path(path)
     if not path.exists():
         raise InputError(f"{what} does not exist", path)
-    if path.is_file():
-        return Side(path, structure_set=StructureSet.read(path))
-    study = load_study(path)
-    dose = study.doses[0] if study.doses else None
-    return Side(path, study.image, study.structure_set, dose)
+    if is_image_file(path):
+        side = Side(path, image=read_itk_image(path))
+    elif path.is_file():
+        side = Side(path, structure_set=StructureSet.read(path))
+    else:
+        study = load_study(path)
+        dose = study.doses[0] if study.doses else None
+        side = Side(path, study.image, study.structure_set, dose, study.patient_id)
+        side.structures_path = getattr(study.structure_set, "path", None)
+    if side.structure_set is not None and isinstance(side.structure_set, StructureSet) and not side.patient_id:
+        side.patient_id = str(getattr(side.structure_set.dataset, "PatientID", "") or "")
+    if labels and structures is None:
+        if not is_image_file(path):
+            raise InputError(f"a label table needs {what} structures given as a label map", Path(labels))
+    if structures is not None:
+        side.structure_set = read_structures(structures, labels)
+        side.structures_path = Path(structures)
+    return side
+
+
+def image_digest(array: np.ndarray) -> str:
+    """SHA-1 of an image array's shape, type and bytes (to spot the same scan listed twice)."""
+    import hashlib
+
+    a = np.ascontiguousarray(array)
+    h = hashlib.sha1(f"{a.shape}{a.dtype.str}".encode())
+    h.update(memoryview(a).cast("B"))
+    return h.hexdigest()
 
 
 def read_dose(path):
@@ -149,34 +185,66 @@ def compare_studies(
     on_face_mm: float = 5.0,
     keep_masks: bool = False,
     progress: Optional[ProgressCallback] = None,
+    hu_tolerance: float = image_change.DEFAULT_TOLERANCE_HU,
+    original_structures=None,
+    compared_structures=None,
+    labels=None,
+    compared_labels=None,
 ) -> StudyComparison:
     """Run every comparison between two versions of one patient (see module docstring).
 
     ``deface_summary``: path of a DefaceRT ``deface_summary.json`` (or its
     dict) whose cut planes define the removal region for PTV positions;
-    ``None`` looks for one (:func:`find_deface_summary`), ``False`` uses none."""
-    a = load_side(original, "original")
-    b = load_side(compared, "compared")
-    if a.structure_set is None:
-        raise InputError("no RT Structure Set found", a.path)
-    if b.structure_set is None:
-        raise InputError("no RT Structure Set found", b.path)
+    ``None`` looks for one (:func:`find_deface_summary`), ``False`` uses none.
+    ``hu_tolerance``: a voxel is altered when ``|ΔHU| > hu_tolerance``.
+    ``labels`` names the labels of label-map structures (both sides unless
+    ``compared_labels`` is given)."""
+    if not hu_tolerance >= 0:
+        raise InputError(f"the HU tolerance must be 0 or more, not {hu_tolerance}")
+    a = load_side(original, "original", original_structures, labels)
+    b = load_side(compared, "compared", compared_structures, compared_labels if compared_labels else labels)
+    if (a.structure_set is None) != (b.structure_set is None):
+        missing, other = (a, b) if a.structure_set is None else (b, a)
+        which = "original" if missing is a else "compared"
+        raise InputError(
+            f"no structures for the {which} side, though the other side has some (give --{which}-structures: "
+            "an RT Structure Set, a label map or a folder of masks)", missing.path)
     ref_image = a.image if a.image is not None else b.image
     if ref_image is None:
-        raise InputError("neither input has an image series to define the comparison grid", a.path)
+        raise InputError("neither input has an image to define the comparison grid", a.path)
     geometry = ref_image.geometry
-    summary: Dict[str, object] = {"original": str(a.path), "compared": str(b.path), "grid": geometry.to_dict()}
+    summary: Dict[str, object] = {
+        "original": str(a.path), "compared": str(b.path), "grid": geometry.to_dict(),
+        "settings": {"hu_tolerance": float(hu_tolerance), "altered_voxel_rule": f"|compared - original| > {hu_tolerance:g} HU",
+                     "surface_dice_tolerance_mm": float(tolerance_mm), "on_face_mm": float(on_face_mm),
+                     "air_hu": image_change.DEFAULT_AIR_HU, "supersample": int(supersample)},
+        "patient_id": {"original": a.patient_id, "compared": b.patient_id},
+    }
+    for side, name in ((a, "original"), (b, "compared")):
+        if side.structure_set is not None:
+            info: Dict[str, object] = {"source": str(side.structures_path or side.path),
+                                       "kind": getattr(side.structure_set, "kind", "RT Structure Set")}
+            if hasattr(side.structure_set, "check_grid"):
+                try:
+                    info["grid"] = side.structure_set.check_grid(geometry)
+                except GeometryError as exc:
+                    raise GeometryError(f"{name} structures: {exc.message}", exc.where) from exc
+                if side.structure_set.notes:
+                    info["notes"] = side.structure_set.notes
+            summary.setdefault("structures", {})[name] = info
     removed = None
     if a.image is not None and b.image is not None:
+        summary["image_sha1"] = {"original": image_digest(a.image.array), "compared": image_digest(b.image.array)}
         try:
             change = image_change.image_change(
-                a.image.array, a.image.geometry, b.image.array, b.image.geometry, keep_delta=True
+                a.image.array, a.image.geometry, b.image.array, b.image.geometry, keep_delta=True,
+                tolerance_hu=hu_tolerance,
             )
         except GeometryError as exc:
-            raise GeometryError(f"cannot be compared with the original image: {exc.message}", b.path) from exc
+            raise GeometryError(f"cannot be compared with the original image {a.path}: {exc.message}", b.path) from exc
         summary["image_change"] = change.to_dict()
         summary["alignment"] = change.alignment.to_dict()
-        removed = np.abs(change.delta) > image_change.DEFAULT_TOLERANCE_HU
+        removed = np.abs(change.delta) > hu_tolerance
         change.delta = None
     if removed_mask is not None:
         removed = read_mask(removed_mask, geometry)
@@ -209,6 +277,10 @@ def compare_studies(
         summary["dose_difference"] = dvh.dose_difference(dose_a.array, db_on_a, dose_a.geometry.voxel_volume_mm3).to_dict()
     if dose_a is not None:
         summary["dose"] = str(getattr(dose_a, "path", "") or "")
+    if a.structure_set is None:
+        summary["matched"], summary["unmatched_original"], summary["unmatched_compared"] = [], [], []
+        summary["note"] = "no structures on either side: image change only"
+        return StudyComparison([], summary, geometry, ref_image.array if keep_masks else None, {})
     result = structures.compare_structure_sets(
         a.structure_set,
         b.structure_set,
