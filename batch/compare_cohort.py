@@ -4,9 +4,11 @@
     Slicer --no-main-window --python-script batch/compare_cohort.py MANIFEST OUTPUT
 
 MANIFEST is a CSV with columns patient, original, compared and optionally
-dose, compared_dose, group (see DefaceRTLib.compare.cohort). OUTPUT (new
-folder) receives tidy.csv, patients.csv, summary.csv, tests.csv,
-agreement.csv and box plots.
+dose, compared_dose, group, original_structures, compared_structures,
+labels, compared_labels (see DefaceRTLib.compare.cohort: DICOM, NIfTI or NRRD
+images; RTSTRUCT, label-map or mask-folder structures). OUTPUT (new folder)
+receives tidy.csv, patients.csv, summary.csv, tests.csv, agreement.csv,
+cohort.json (settings, methods, warnings) and box plots.
 """
 
 import argparse
@@ -21,7 +23,11 @@ def main(argv) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("manifest")
     parser.add_argument("output")
-    parser.add_argument("--tolerance-mm", type=float, default=2.0, help="surface Dice tolerance")
+    from DefaceRTLib.compare.image_change import DEFAULT_TOLERANCE_HU
+
+    parser.add_argument("--tolerance-mm", type=float, default=2.0, help="surface Dice tolerance (default: %(default)s mm)")
+    parser.add_argument("--hu-tolerance", type=float, default=DEFAULT_TOLERANCE_HU,
+                        help="altered voxel: |compared - original| > this many HU (default: %(default)s)")
     parser.add_argument("--on-face-mm", type=float, default=5.0, help="on-face distance threshold")
     parser.add_argument("--no-figures", action="store_true")
     parser.add_argument("--quiet", action="store_true")
@@ -29,14 +35,17 @@ def main(argv) -> int:
 
     from pathlib import Path
 
-    from DefaceRTLib.compare.cohort import read_manifest, run_cohort, write_cohort_report
+    from DefaceRTLib.compare.cohort import independence_warnings, read_manifest, run_cohort, write_cohort_report
     from DefaceRTLib.progress import TextProgress
     from DefaceRTLib.study import atomic_output
 
     entries = read_manifest(args.manifest)
-    tidy, patients = run_cohort(entries, progress=TextProgress(enabled=not args.quiet), tolerance_mm=args.tolerance_mm, on_face_mm=args.on_face_mm)
+    tidy, patients = run_cohort(entries, progress=TextProgress(enabled=not args.quiet), tolerance_mm=args.tolerance_mm,
+                                on_face_mm=args.on_face_mm, hu_tolerance=args.hu_tolerance)
     with atomic_output(Path(args.output)) as folder:
         write_cohort_report(tidy, patients, folder, figures=not args.no_figures)
+    for w in independence_warnings(patients):
+        print(f"warning: {w}")
     print(f"{len(patients)} patients, {len(tidy)} structure rows -> {args.output}")
     return 0
 

@@ -2,10 +2,14 @@
 
 Manifest
     CSV with a header row and the columns ``patient``, ``original``,
-    ``compared`` and optionally ``dose``, ``compared_dose``, ``group``.
-    Paths are relative to the manifest's folder unless absolute. ``group``
-    names the comparison (for example the defacing method) and splits every
-    statistic.
+    ``compared`` and optionally ``dose``, ``compared_dose``, ``group``,
+    ``original_structures``, ``compared_structures``, ``labels``,
+    ``compared_labels`` (the inputs of
+    :func:`~DefaceRTLib.compare.pipeline.compare_studies`: DICOM study
+    folders, NIfTI/NRRD images, RTSTRUCTs, label maps, mask folders, label
+    tables). Paths are relative to the manifest's folder unless absolute.
+    ``group`` names the comparison (for example the defacing method) and
+    splits every statistic.
 
 Outputs (:func:`write_cohort_report`)
     * ``tidy.csv``: one row per patient and matched structure (all metrics of
@@ -15,10 +19,18 @@ Outputs (:func:`write_cohort_report`)
       mean, SD, min, max (:func:`~.stats.summarize`);
     * ``tests.csv``: per group, structure and paired quantity (original vs
       compared contour volume and dose metrics; original vs compared dose):
-      paired t-test and Wilcoxon signed-rank p-values, with Benjamini-Hochberg
-      adjusted p-values across the structures of each group and quantity;
+      paired t-test and Wilcoxon signed-rank p-values beside effect sizes and
+      the t-based 95 % CI of the mean difference (:mod:`.stats`), with
+      Benjamini-Hochberg adjusted p-values across the structures of each
+      group and quantity whose test could be computed (:func:`tests_table`);
+      a test that cannot be computed says why;
     * ``agreement.csv``: Bland-Altman bias, limits of agreement and
       coefficient of repeatability of the volumes per structure;
+    * ``cohort.json``: the settings (HU and surface-Dice tolerances), how the
+      statistics were computed (tests, CI method, BH families) and the
+      warnings of :func:`independence_warnings` (pairs that share a patient
+      ID or an identical original image are not independent patients; a
+      compared image identical to its original was not changed);
     * ``figures/box_<metric>.png`` and ``.svg``: per structure, on-face and
       off-face panels.
 """
@@ -26,6 +38,7 @@ Outputs (:func:`write_cohort_report`)
 from __future__ import annotations
 
 import csv
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +72,14 @@ class ManifestEntry:
     dose: Optional[Path] = None
     compared_dose: Optional[Path] = None
     group: str = ""
+    original_structures: Optional[Path] = None
+    compared_structures: Optional[Path] = None
+    labels: Optional[Path] = None
+    compared_labels: Optional[Path] = None
+
+    def paths(self) -> List[Path]:
+        return [p for p in (self.original, self.compared, self.dose, self.compared_dose, self.original_structures,
+                            self.compared_structures, self.labels, self.compared_labels) if p is not None]
 
 
 def read_manifest(path) -> List[ManifestEntry]:
@@ -92,8 +113,9 @@ def read_manifest(path) -> List[ManifestEntry]:
         entry = ManifestEntry(
             row["patient"], resolve(row["original"]), resolve(row["compared"]),
             resolve(row.get("dose", "")), resolve(row.get("compared_dose", "")), row.get("group", ""),
+            *(resolve(row.get(k, "")) for k in ("original_structures", "compared_structures", "labels", "compared_labels")),
         )
-        for p in (entry.original, entry.compared, entry.dose, entry.compared_dose):
+        for p in entry.paths():
             if p is not None and not p.exists():
                 raise InputError(f"line {line}: {p} does not exist", path)
         entries.append(entry)
@@ -115,7 +137,11 @@ def run_cohort(
     for n, e in enumerate(entries):
         if progress:
             progress(n, len(entries), f"patient {e.patient}")
-        result = compare_studies(e.original, e.compared, dose=e.dose, compared_dose=e.compared_dose, **options)
+        result = compare_studies(
+            e.original, e.compared, dose=e.dose, compared_dose=e.compared_dose,
+            original_structures=e.original_structures, compared_structures=e.compared_structures,
+            labels=e.labels, compared_labels=e.compared_labels, **options,
+        )
         for r in result.rows:
             row = {"patient": e.patient, "group": e.group}
             row.update(r)
@@ -124,8 +150,12 @@ def run_cohort(
         prow: Dict[str, object] = {"patient": e.patient, "group": e.group, "structures": len(result.rows),
                                    "unmatched_original": ";".join(s["unmatched_original"]),
                                    "unmatched_compared": ";".join(s["unmatched_compared"])}
+        prow["patient_id"] = (s.get("patient_id") or {}).get("original", "")
+        prow["hu_tolerance"] = s["settings"]["hu_tolerance"]
         for k, v in (s.get("image_change") or {}).items():
             prow[f"image_{k}"] = v
+        for k, v in (s.get("image_sha1") or {}).items():
+            prow[f"image_sha1_{k}"] = v
         patients.append(prow)
     if progress:
         progress(len(entries), len(entries), "cohort compared")
@@ -190,6 +220,67 @@ def tests_table(rows: Sequence[Dict[str, object]]) -> List[Dict[str, object]]:
     return out
 
 
+def independence_warnings(patients: Sequence[Dict[str, object]]) -> List[str]:
+    """All warnings of :func:`warnings_by_group`, each naming its group."""
+    return [w for ws in warnings_by_group(patients).values() for w in ws]
+
+
+def warnings_by_group(patients: Sequence[Dict[str, object]]) -> Dict[str, List[str]]:
+    """Warnings about pairs that are not independent patients, per group:
+    entries that share a manifest patient, a DICOM PatientID or a
+    byte-identical original image (their paired tests count one patient
+    several times, so their p-values are too small); and compared images
+    identical to their original (nothing was changed)."""
+    result: Dict[str, List[str]] = {}
+    by_group: Dict[str, List[Dict[str, object]]] = {}
+    for p in patients:
+        by_group.setdefault(str(p.get("group", "")), []).append(p)
+    for group, rows in by_group.items():
+        out = result.setdefault(group, [])
+        where = f"group {group!r}: " if group else ""
+        for key, what in (("patient", "manifest patient"), ("patient_id", "DICOM PatientID"),
+                          ("image_sha1_original", "byte-identical original image")):
+            seen: Dict[str, List[str]] = {}
+            for r in rows:
+                v = str(r.get(key, "") or "")
+                if v:
+                    seen.setdefault(v, []).append(str(r["patient"]))
+            for v, names in seen.items():
+                if len(names) > 1:
+                    label = f" {v}" if key != "image_sha1_original" else ""
+                    out.append(f"{where}{len(names)} entries share the {what}{label} ({', '.join(names)}): they are "
+                               "not independent patients, so the paired tests and their p-values overstate the evidence")
+        same = [str(r["patient"]) for r in rows
+                if r.get("image_sha1_original") and r.get("image_sha1_original") == r.get("image_sha1_compared")]
+        if same:
+            out.append(f"{where}compared image identical to the original for {', '.join(same)}")
+    return {g: w for g, w in result.items() if w}
+
+
+def cohort_metadata(tidy: Sequence[Dict[str, object]], patients: Sequence[Dict[str, object]]) -> Dict[str, object]:
+    """Settings, methods and warnings of a cohort report (``cohort.json``)."""
+    hu = sorted({float(p["hu_tolerance"]) for p in patients if p.get("hu_tolerance", "") != ""})
+    tol = sorted({float(r["surface_dice_tolerance_mm"]) for r in tidy if r.get("surface_dice_tolerance_mm", "") != ""})
+    return {
+        "patients": len(patients),
+        "groups": sorted({str(p.get("group", "")) for p in patients}),
+        "settings": {"hu_tolerance": hu, "altered_voxel_rule": "|compared - original| > hu_tolerance (HU)",
+                     "surface_dice_tolerance_mm": tol},
+        "statistics": {
+            "differences": "compared - original, pairs with a non-finite value dropped",
+            "t_test": "scipy.stats.ttest_rel(compared, original), two-sided; needs >= "
+                      f"{stats.T_MIN_PAIRS} pairs and non-zero variance of the differences",
+            "wilcoxon": "scipy.stats.wilcoxon(compared, original), zero differences dropped, two-sided; needs >= "
+                        f"{stats.WILCOXON_MIN_NONZERO} non-zero differences",
+            "confidence_interval": "t-based 95 % CI of the mean difference (the paired t-test's interval)",
+            "effect_sizes": "Cohen's dz = mean / SD of the differences; matched-pairs rank-biserial r",
+            "multiple_comparisons": "Benjamini-Hochberg per group, quantity and test, across the structures whose "
+                                    "test could be computed; not-computable tests are excluded and keep nan",
+        },
+        "warnings": independence_warnings(patients),
+    }
+
+
 def agreement_table(rows: Sequence[Dict[str, object]]) -> List[Dict[str, object]]:
     """Bland-Altman agreement of the original and compared volumes per group and structure."""
     out = []
@@ -206,13 +297,20 @@ def write_cohort_report(
     from .pipeline import write_rows_csv
 
     folder = Path(folder)
+    tests = tests_table(tidy)
+    flagged = warnings_by_group(patients)
+    for t in tests:
+        t["warning"] = " | ".join(flagged.get(str(t["group"]), []))
     paths = [
         write_rows_csv(tidy, folder / "tidy.csv", first=("patient", "group", "structure")),
         write_rows_csv(patients, folder / "patients.csv", first=("patient", "group")),
         write_rows_csv(summary_table(tidy), folder / "summary.csv", first=("group", "structure", "metric")),
-        write_rows_csv(tests_table(tidy), folder / "tests.csv", first=("group", "structure", "quantity")),
+        write_rows_csv(tests, folder / "tests.csv", first=("group", "structure", "quantity")),
         write_rows_csv(agreement_table(tidy), folder / "agreement.csv", first=("group", "structure", "quantity")),
     ]
+    meta = folder / "cohort.json"
+    meta.write_text(json.dumps(cohort_metadata(tidy, patients), indent=2), encoding="utf-8")
+    paths.append(meta)
     if figures and tidy:
         from .figures import boxplot_by_structure
 

@@ -89,9 +89,6 @@ def load_side(path, what: str, structures=None, labels=None) -> Side:
         side.structures_path = getattr(study.structure_set, "path", None)
     if side.structure_set is not None and isinstance(side.structure_set, StructureSet) and not side.patient_id:
         side.patient_id = str(getattr(side.structure_set.dataset, "PatientID", "") or "")
-    if labels and structures is None:
-        if not is_image_file(path):
-            raise InputError(f"a label table needs {what} structures given as a label map", Path(labels))
     if structures is not None:
         side.structure_set = read_structures(structures, labels)
         side.structures_path = Path(structures)
@@ -201,8 +198,16 @@ def compare_studies(
     ``compared_labels`` is given)."""
     if not hu_tolerance >= 0:
         raise InputError(f"the HU tolerance must be 0 or more, not {hu_tolerance}")
-    a = load_side(original, "original", original_structures, labels)
-    b = load_side(compared, "compared", compared_structures, compared_labels if compared_labels else labels)
+    from .masks import is_image_file
+
+    a_map = original_structures is not None and is_image_file(original_structures)
+    b_map = compared_structures is not None and is_image_file(compared_structures)
+    if labels and not (a_map or b_map):
+        raise InputError("a label table needs structures given as a label map (NIfTI/NRRD)", labels)
+    if compared_labels and not b_map:
+        raise InputError("a compared label table needs compared structures given as a label map", compared_labels)
+    a = load_side(original, "original", original_structures, labels if a_map else None)
+    b = load_side(compared, "compared", compared_structures, (compared_labels or labels) if b_map else None)
     if (a.structure_set is None) != (b.structure_set is None):
         missing, other = (a, b) if a.structure_set is None else (b, a)
         which = "original" if missing is a else "compared"
