@@ -60,6 +60,24 @@ def test_all_zero_differences_are_not_computable_where_scipy_gives_nan():
     assert r.mean_difference == 0.0 and r.n_nonzero == 0
 
 
+def test_any_nan_from_scipy_is_not_computable(monkeypatch):
+    """Whatever else makes scipy return nan is caught too (scipy's own result, replaced)."""
+    from types import SimpleNamespace
+
+    import scipy.stats
+
+    real = scipy.stats.wilcoxon
+
+    def wilcoxon(y, x):
+        return SimpleNamespace(statistic=real(y, x).statistic, pvalue=np.nan)
+
+    monkeypatch.setattr(scipy.stats, "wilcoxon", wilcoxon)
+    r = stats.paired_tests(A, B)
+    assert math.isnan(r.wilcoxon_pvalue) and math.isnan(r.wilcoxon_statistic)
+    assert r.wilcoxon_not_computable == "scipy.stats.wilcoxon returned p = nan"
+    assert r.t_not_computable == "" and r.t_pvalue == pytest.approx(sps.ttest_rel(B, A).pvalue)
+
+
 def test_constant_difference_is_not_computable():
     r = stats.paired_tests(A, A + 0.5)
     assert math.isnan(r.t_pvalue) and "zero variance" in r.t_not_computable

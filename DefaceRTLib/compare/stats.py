@@ -134,12 +134,8 @@ def paired_tests(a: Sequence[float], b: Sequence[float]) -> PairedTest:
         elif float(d.max() - d.min()) <= 1e-12 * max(1.0, float(np.abs(d).max())):  # equal up to rounding
             r.t_not_computable = f"all {n} differences are equal ({r.mean_difference:g}): zero variance, t is infinite"
         else:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                t = stats.ttest_rel(y, x)
-            if not math.isfinite(float(t.pvalue)):
-                r.t_not_computable = f"scipy.stats.ttest_rel returned p = {float(t.pvalue)}"
-            else:
-                r.t_statistic, r.t_pvalue = float(t.statistic), float(t.pvalue)
+            r.t_statistic, r.t_pvalue, r.t_not_computable = _scipy_test(stats.ttest_rel, y, x)
+            if not r.t_not_computable:
                 half = float(stats.t.ppf(0.5 + CI_LEVEL / 2, n - 1)) * r.sd_difference / math.sqrt(n)
                 r.mean_difference_ci_low = r.mean_difference - half
                 r.mean_difference_ci_high = r.mean_difference + half
@@ -159,13 +155,18 @@ def paired_tests(a: Sequence[float], b: Sequence[float]) -> PairedTest:
             "(with one its exact p-value is always 1)"
         )
     else:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            w = stats.wilcoxon(y, x)
-        if not math.isfinite(float(w.pvalue)):
-            r.wilcoxon_not_computable = f"scipy.stats.wilcoxon returned p = {float(w.pvalue)}"
-        else:
-            r.wilcoxon_statistic, r.wilcoxon_pvalue = float(w.statistic), float(w.pvalue)
+        r.wilcoxon_statistic, r.wilcoxon_pvalue, r.wilcoxon_not_computable = _scipy_test(stats.wilcoxon, y, x)
     return r
+
+
+def _scipy_test(test, y: np.ndarray, x: np.ndarray):
+    """(statistic, p-value, "") of a scipy paired test, or (nan, nan, reason) when scipy gives a non-finite p."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        result = test(y, x)
+    p = float(result.pvalue)
+    if not math.isfinite(p):
+        return math.nan, math.nan, f"scipy.stats.{test.__name__} returned p = {p}"
+    return float(result.statistic), p, ""
 
 
 def _bh_adjust(p: np.ndarray) -> np.ndarray:
