@@ -116,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
         ic = s["image_change"]
         print(f"image: {ic['alignment_message']}; {ic['altered_voxels']} voxels altered (|dHU| > {args.hu_tolerance:g} HU), "
               f"{ic['altered_volume_cc']:.1f} cc, impacted depth max {ic['impacted_depth_max_mm']:.1f} mm")
+    if "note" in s:
+        print(s["note"])
     print(f"{len(result.rows)} structures compared; unmatched original: {s['unmatched_original'] or 'none'}; "
           f"unmatched compared: {s['unmatched_compared'] or 'none'}")
     if "removed_by_defacer" in s:
