@@ -119,18 +119,66 @@ def _polygon(points: np.ndarray) -> BaseGeometry:
     return poly
 
 
-def kept_polygons_by_plane(rois: Sequence[ROI], planes: PlaneIndex) -> Dict[tuple, BaseGeometry]:
-    """Union over kept ROIs of each ROI's even-odd area, per plane."""
-    per_roi: Dict[tuple, List[BaseGeometry]] = {}
+def _polygons(contours: Sequence[Contour]) -> List[BaseGeometry]:
+    """The polygons of closed planar contours, built in one vectorised call
+    (invalid ones, e.g. self-touching, made valid as by :func:`_polygon`)."""
+    if not contours:
+        return []
+    sizes = np.array([len(c.points) for c in contours])
+    coords = np.concatenate([c.points[:, :2] for c in contours])
+    rings = shapely.linearrings(coords, indices=np.repeat(np.arange(len(contours)), sizes))
+    polys = shapely.polygons(rings)
+    bad = np.flatnonzero(~shapely.is_valid(polys))
+    if bad.size:
+        polys[bad] = shapely.make_valid(polys[bad])
+    return list(polys)
+
+
+def even_odd_union(groups: Sequence[Sequence[BaseGeometry]]) -> List[BaseGeometry]:
+    """The even-odd area (XOR) of each group of polygons.
+
+    Pairwise and balanced: each level XORs neighbouring pairs of every group
+    in one vectorised shapely call, so a plane of n contours costs about
+    log2(n) levels of small operations instead of n ever larger ones."""
+    groups = [list(g) for g in groups]
+    while True:
+        left = [g[n] for g in groups for n in range(0, len(g) - 1, 2)]
+        if not left:
+            break
+        right = [g[n + 1] for g in groups for n in range(0, len(g) - 1, 2)]
+        done = iter(shapely.symmetric_difference(np.array(left, dtype=object), np.array(right, dtype=object)))
+        groups = [[next(done) for _ in range(len(g) // 2)] + g[len(g) - len(g) % 2:] for g in groups]
+    return [g[0] for g in groups if g]
+
+
+def kept_polygons_by_plane(
+    rois: Sequence[ROI], planes: PlaneIndex, region: Optional[CutRegion] = None
+) -> Dict[tuple, BaseGeometry]:
+    """Union over kept ROIs of each ROI's even-odd area, per plane.
+
+    With ``region``, only contours that can reach it take part: those on
+    planes at or above the cut plane with a vertex anterior to the coronal
+    plane. The result is then exact wherever it is used (anterior to the
+    coronal plane, at or above the cut plane: a skipped contour lies in the
+    posterior half-plane, which is kept anyway) and may lack planes or
+    posterior parts elsewhere.
+    """
+    keys: List[tuple] = []
+    members: List[Contour] = []
     for roi in rois:
-        mine: Dict[tuple, BaseGeometry] = {}
         for c in roi.closed_contours:
-            key = planes.key(contour_z(c, roi.name))
-            g = _polygon(c.points)
-            mine[key] = mine[key].symmetric_difference(g) if key in mine else g
-        for key, g in mine.items():
-            per_roi.setdefault(key, []).append(g)
-    return {key: shapely.union_all(gs) for key, gs in per_roi.items()}
+            z = contour_z(c, roi.name)
+            if region is not None and (z < region.z_cut - EPS_MM or not np.any(c.points[:, 1] < region.y_cut)):
+                continue
+            keys.append((roi.number, planes.key(z)))
+            members.append(c)
+    by_group: Dict[tuple, List[BaseGeometry]] = {}
+    for key, g in zip(keys, _polygons(members)):
+        by_group.setdefault(key, []).append(g)
+    per_plane: Dict[tuple, List[BaseGeometry]] = {}
+    for (_, plane), g in zip(by_group, even_odd_union(list(by_group.values()))):
+        per_plane.setdefault(plane, []).append(g)
+    return {key: shapely.union_all(gs) for key, gs in per_plane.items()}
 
 
 def _polygons_of(geom: BaseGeometry) -> List[Polygon]:
@@ -224,7 +272,7 @@ def deface_structure_set(
         out.remove_roi(name)
         edits.removed.append(name)
     planes = PlaneIndex(geometry)
-    kept_by_plane = kept_polygons_by_plane(kept_rois, planes)
+    kept_by_plane = kept_polygons_by_plane(kept_rois, planes, region)
     kept_numbers = {r.number for r in kept_rois}
     for roi in list(out.rois):
         if roi.number in kept_numbers:

@@ -195,7 +195,7 @@ def _check_vertices(report, ss_out, region, rules, geometry) -> None:
 
     planes = PlaneIndex(geometry)
     kept_names = set(rules.kept(ss_out.names()))
-    kept = kept_polygons_by_plane([ss_out.roi(n) for n in kept_names], planes)
+    kept = kept_polygons_by_plane([ss_out.roi(n) for n in kept_names], planes, region)
     grown: dict = {}
     bad = []
     for roi in ss_out.rois:
