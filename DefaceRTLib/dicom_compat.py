@@ -9,10 +9,12 @@ from __future__ import annotations
 import io
 import warnings
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Callable, Iterable, Optional, Union
 
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 PYDICOM_MAJOR = int(pydicom.__version__.split(".")[0])
@@ -88,6 +90,42 @@ def copy_header(ds: Dataset) -> Dataset:
     return out
 
 
+def copy_tree(ds: Dataset, skip: Iterable[int] = ()) -> Dataset:
+    """An independent copy of ``ds`` and its sequence items, to modify and
+    write, made without encoding or decoding anything.
+
+    Undecoded elements (contour coordinates, most UIDs) are immutable and
+    shared, so they are written from their original encoding; decoded ones
+    are copied (their values too, when mutable); every sequence item is a new
+    dataset encoded like the original. Elements whose tags are in ``skip``
+    are left out (the caller builds them)."""
+    import copy
+
+    from pydicom.dataelem import DataElement, RawDataElement
+
+    skip = set(skip)
+    out: dict = {}
+    for elem in ds.elements():  # yields undecoded elements as they are
+        tag = elem.tag
+        if tag in skip:
+            continue
+        if isinstance(elem, RawDataElement):
+            out[tag] = elem
+        elif elem.VR == "SQ":
+            out[tag] = DataElement(tag, "SQ", DicomSequence([copy_tree(item) for item in elem.value]))
+        else:
+            new = copy.copy(elem)
+            if isinstance(elem.value, (list, MultiValue)):
+                new.value = copy.deepcopy(elem.value)
+            out[tag] = new
+    result = Dataset(out)
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None:
+        result.file_meta = copy.deepcopy(meta)
+    adopt_encoding(result, ds)
+    return result
+
+
 def adopt_encoding(item: Dataset, parent: Dataset) -> None:
     """Mark a dataset built in memory (a new sequence item) as encoded like
     ``parent`` was read, so pydicom writes its undecoded elements as they are
@@ -113,9 +151,13 @@ def _propagate_character_set(ds: Dataset) -> None:
     character set while recording the file's as their original one, so its
     writer decodes and re-encodes every element of every item. Give each item
     its parent's character set, as pydicom 3 does."""
+    from pydicom.dataelem import RawDataElement
+
     charset = ds._character_set
     for raw in ds.elements():
-        if raw.VR == "SQ" or (raw.VR is None and raw.tag in ds and ds[raw.tag].VR == "SQ"):
+        if isinstance(raw, RawDataElement) and isinstance(raw.value, bytes):
+            continue  # undecoded: written as it is, nothing to fix (and decoding it would be slow)
+        if raw.VR == "SQ":
             for item in ds[raw.tag].value:
                 item._parent_encoding = charset
                 _propagate_character_set(item)

@@ -18,7 +18,8 @@ import hashlib
 import hmac
 from typing import Dict, Optional
 
-from pydicom.datadict import dictionary_VR
+from pydicom.datadict import dictionary_VR, keyword_for_tag
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
@@ -102,6 +103,9 @@ class UIDMap:
                 for item in ds[tag].value:
                     self.remap_dataset(item)
             elif vr == "UI":
+                if isinstance(raw, RawDataElement) and isinstance(raw.value, bytes):
+                    self._remap_raw(ds, raw)
+                    continue
                 elem = ds[tag]
                 if not is_instance_uid_keyword(elem.keyword) or elem.value in (None, ""):
                     continue
@@ -112,3 +116,16 @@ class UIDMap:
         meta = getattr(ds, "file_meta", None)
         if meta is not None and "MediaStorageSOPInstanceUID" in meta:
             meta.MediaStorageSOPInstanceUID = self.map(meta.MediaStorageSOPInstanceUID)
+
+    def _remap_raw(self, ds: Dataset, raw: RawDataElement) -> None:
+        """Remap an undecoded UI element without decoding it through pydicom
+        (no value objects, no validation): the new value is stored undecoded too."""
+        if not is_instance_uid_keyword(keyword_for_tag(raw.tag)) or not raw.value:
+            return
+        text = raw.value.decode("ascii", errors="replace").rstrip("\x00 ")
+        if not text:
+            return
+        new = "\\".join(self.map(v) for v in text.split("\\")).encode("ascii")
+        if len(new) % 2:
+            new += b"\x00"
+        ds[raw.tag] = RawDataElement(raw.tag, "UI", len(new), new, 0, raw.is_implicit_VR, raw.is_little_endian)
