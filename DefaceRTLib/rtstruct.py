@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
-from pydicom.dataelem import RawDataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.tag import BaseTag
@@ -95,10 +95,17 @@ def _contour_points(item: Dataset) -> np.ndarray:
     raw = item.get_item(tag)
     value = getattr(raw, "value", None)
     if isinstance(value, (bytes, bytearray)):
-        text = value.decode("ascii", errors="replace").strip(" \x00")
-        values = np.array(text.split("\\"), dtype=float) if text else np.zeros(0)
-    else:
-        values = np.asarray([float(v) for v in item.ContourData], dtype=float)
+        return _points_from_ds_bytes(value)
+    values = np.asarray([float(v) for v in item.ContourData], dtype=float)
+    if values.size % 3:
+        raise InputError(f"ContourData has {values.size} values, not a multiple of 3")
+    return values.reshape(-1, 3)
+
+
+def _points_from_ds_bytes(value: bytes) -> np.ndarray:
+    """(N, 3) points of an undecoded ContourData value (DS strings joined by backslashes)."""
+    text = value.decode("ascii", errors="replace").strip(" \x00")
+    values = np.array(text.split("\\"), dtype=float) if text else np.zeros(0)
     if values.size % 3:
         raise InputError(f"ContourData has {values.size} values, not a multiple of 3")
     return values.reshape(-1, 3)
@@ -151,7 +158,13 @@ class StructureSet:
         self._replaced: Dict[int, List[Contour]] = {}
         colours: Dict[int, Tuple[int, int, int]] = {}
         contours: Dict[int, List[Contour]] = {}
-        for item in getattr(dataset, "ROIContourSequence", []):
+        #: the ROI Contour Sequence as parsed by :mod:`.rtstruct_codec` (None: pydicom's items are used)
+        self._contour_items: Optional[list] = None
+        self._implicit = False
+        fast = _read_roi_contours_fast(dataset)
+        if fast is not None:
+            self._contour_items, self._implicit, colours, contours = fast
+        for item in getattr(dataset, "ROIContourSequence", []) if fast is None else ():
             number = int(item.ReferencedROINumber)
             if "ROIDisplayColor" in item:
                 colours[number] = tuple(int(v) for v in item.ROIDisplayColor)[:3]
@@ -188,6 +201,7 @@ class StructureSet:
         out._removed = set(self._removed)
         by_number = {r.number: r for r in out.rois}
         out._replaced = {n: by_number[n].contours for n in self._replaced}
+        out._contour_items, out._implicit = self._contour_items, self._implicit
         return out
 
     # ------------------------------------------------------------ reading
@@ -276,50 +290,107 @@ class StructureSet:
         return sorted(self._replaced)
 
     # ------------------------------------------------------------ writing
-    def to_dataset(self) -> Dataset:
-        """A new dataset with the edits applied; every other element is a deep
-        copy of the original (the original dataset is never modified)."""
-        ds = dicom_compat.copy_dataset(self.dataset)
+    def to_dataset(self, contours: bool = True) -> Dataset:
+        """A new dataset with the edits applied (the original dataset is never
+        modified). Untouched elements and sequence items are copied without
+        re-encoding (:func:`~DefaceRTLib.dicom_compat.copy_tree`), so they are
+        written from their original encoding; only the replaced contours are
+        new items. ``contours=False`` leaves the ROI Contour Sequence out
+        (:meth:`write` encodes it itself)."""
         removed = self._removed
-        for keyword, key in (
-            ("StructureSetROISequence", "ROINumber"),
-            ("ROIContourSequence", "ReferencedROINumber"),
-            ("RTROIObservationsSequence", "ReferencedROINumber"),
-        ):
-            if keyword in ds:
-                setattr(ds, keyword, DicomSequence([it for it in getattr(ds, keyword) if int(getattr(it, key)) not in removed]))
-        for item in getattr(ds, "ROIContourSequence", []):
-            number = int(item.ReferencedROINumber)
-            if number not in self._replaced:
+        roi_sequences = {
+            0x30060020: "ROINumber",  # StructureSetROISequence
+            0x30060039: "ReferencedROINumber",  # ROIContourSequence
+            0x30060080: "ReferencedROINumber",  # RTROIObservationsSequence
+        }
+        ds = dicom_compat.copy_tree(self.dataset, skip=roi_sequences)
+        for tag, key in roi_sequences.items():
+            if tag not in self.dataset or (tag == 0x30060039 and not contours):
                 continue
-            template = item.ContourSequence[0] if len(getattr(item, "ContourSequence", [])) else None
-            new_items = []
-            for i, contour in enumerate(self._replaced[number]):
-                c = Dataset()
-                if contour.referenced_sop_instance_uids:
-                    refs = []
-                    for uid in contour.referenced_sop_instance_uids:
-                        ref = Dataset()
-                        ref.ReferencedSOPClassUID = _image_class_of(template)
-                        ref.ReferencedSOPInstanceUID = uid
-                        refs.append(ref)
-                    c.ContourImageSequence = DicomSequence(refs)
-                c.ContourGeometricType = contour.geometric_type
-                c.NumberOfContourPoints = len(contour.points)
-                c.ContourNumber = i + 1
-                set_contour_data(c, contour.points)
-                new_items.append(c)
-            if new_items:
-                item.ContourSequence = DicomSequence(new_items)
-                for c in item.ContourSequence:
-                    dicom_compat.adopt_encoding(c, item)
-            elif "ContourSequence" in item:
-                del item.ContourSequence
+            items = []
+            for item in self.dataset[tag].value:
+                number = int(getattr(item, key))
+                if number in removed:
+                    continue
+                if tag == 0x30060039 and number in self._replaced:
+                    items.append(self._replaced_item(item, self._replaced[number]))
+                else:
+                    items.append(dicom_compat.copy_tree(item))
+            ds[tag] = DataElement(tag, "SQ", DicomSequence(items))
         return ds
 
-    def write(self, path: PathLike, finalize: Optional[Callable[[Dataset], None]] = None) -> Path:
-        """Write the edited structure set to ``path``; ``finalize(ds)`` runs just before saving."""
+    @staticmethod
+    def _replaced_item(item: Dataset, contours: Sequence[Contour]) -> Dataset:
+        """A copy of the ROIContourSequence ``item`` with ``contours`` as its ContourSequence."""
+        out = dicom_compat.copy_tree(item, skip=(0x30060040,))
+        template = item.ContourSequence[0] if len(getattr(item, "ContourSequence", [])) else None
+        new_items = []
+        for i, contour in enumerate(contours):
+            c = Dataset()
+            if contour.referenced_sop_instance_uids:
+                refs = []
+                for uid in contour.referenced_sop_instance_uids:
+                    ref = Dataset()
+                    ref.ReferencedSOPClassUID = _image_class_of(template)
+                    ref.ReferencedSOPInstanceUID = uid
+                    refs.append(ref)
+                c.ContourImageSequence = DicomSequence(refs)
+            c.ContourGeometricType = contour.geometric_type
+            c.NumberOfContourPoints = len(contour.points)
+            c.ContourNumber = i + 1
+            set_contour_data(c, contour.points)
+            dicom_compat.adopt_encoding(c, item)
+            new_items.append(c)
+        if new_items:
+            out.ContourSequence = DicomSequence(new_items)
+        return out
+
+    def write(
+        self, path: PathLike, finalize: Optional[Callable[[Dataset], None]] = None, uid_map=None
+    ) -> Path:
+        """Write the edited structure set to ``path``; ``finalize(ds)`` runs just before saving.
+
+        With ``uid_map`` (the :class:`~DefaceRTLib.uids.UIDMap` that
+        ``finalize`` remaps with) the ROI Contour Sequence is encoded by
+        :mod:`.rtstruct_codec` when it could be read that way: untouched
+        ROIs from their original bytes (their referenced image UIDs mapped
+        through ``uid_map``), replaced contours as new items. ``finalize``
+        then sees every other element; the ROI Contour Sequence holds nothing
+        else that de-identification would change (see the codec).
+        """
+        if uid_map is not None and self._contour_items is not None:
+            data = self._encode_roi_contours(uid_map.map)
+            if data is not None:
+                ds = self.to_dataset(contours=False)
+                if finalize is not None:
+                    finalize(ds)
+                tag = BaseTag(0x30060039)
+                ds[tag] = RawDataElement(tag, "SQ", len(data), data, 0, self._implicit, True)
+                return dicom_compat.save(ds, path)
         return dicom_compat.save(self.to_dataset(), path, finalize)
+
+    def _encode_roi_contours(self, map_uid: Callable[[str], str]) -> Optional[bytes]:
+        """The ROI Contour Sequence value with the edits applied, in the
+        encoding it was read with (None when the output will be encoded
+        differently: the caller then uses pydicom)."""
+        from . import rtstruct_codec as C
+
+        meta = getattr(self.dataset, "file_meta", None)
+        implicit_out = str(getattr(meta, "TransferSyntaxUID", "")) == "1.2.840.10008.1.2"
+        if implicit_out != self._implicit:
+            return None
+        items = []
+        for item in self._contour_items:
+            number = int(C.text(C.get(item, C.REFERENCED_ROI_NUMBER) or b"0") or 0)
+            if number in self._removed:
+                continue
+            if number in self._replaced:
+                item = _replaced_contour_item(item, self._replaced[number])
+            items.append(item)
+        try:
+            return C.encode_sequence(items, self._implicit, map_uid)
+        except ValueError:  # a value too long for explicit VR: pydicom reports it
+            return None
 
     # ------------------------------------------------------- rasterising
     def rasterize(self, roi: Union[ROI, str, int], geometry: ImageGeometry) -> np.ndarray:
@@ -327,6 +398,69 @@ class StructureSet:
         if not isinstance(roi, ROI):
             roi = self.roi(roi)
         return rasterize_contours(roi.contours, geometry)
+
+
+def _read_roi_contours_fast(dataset: Dataset):
+    """(items, implicit, colours, contours) of the ROI Contour Sequence read
+    by :mod:`.rtstruct_codec` from its undecoded value, or None when pydicom
+    has to read it (already decoded, or holding what the codec does not handle)."""
+    from . import rtstruct_codec as C
+
+    raw = dataset.get_item(0x30060039) if 0x30060039 in dataset else None
+    if not isinstance(raw, RawDataElement) or not isinstance(raw.value, bytes) or not raw.is_little_endian:
+        return None
+    items = C.parse_sequence(raw.value, bool(raw.is_implicit_VR))
+    if items is None:
+        return None
+    colours: Dict[int, Tuple[int, int, int]] = {}
+    contours: Dict[int, List[Contour]] = {}
+    try:
+        for item in items:
+            number = int(C.text(C.get(item, C.REFERENCED_ROI_NUMBER)))
+            colour = C.get(item, C.ROI_DISPLAY_COLOR)
+            if colour is not None:
+                colours[number] = tuple(int(v) for v in C.text(colour).split("\\"))[:3]
+            cs = []
+            for c in C.get(item, C.CONTOUR_SEQUENCE) or []:
+                refs = tuple(C.text(C.get(r, C.REFERENCED_SOP_INSTANCE_UID) or b"")
+                             for r in C.get(c, C.CONTOUR_IMAGE_SEQUENCE) or [])
+                kind = C.get(c, C.CONTOUR_GEOMETRIC_TYPE)
+                cs.append(Contour(_points_from_ds_bytes(C.get(c, C.CONTOUR_DATA) or b""),
+                                  C.text(kind) if kind is not None else "CLOSED_PLANAR", refs))
+            contours[number] = cs
+    except (TypeError, ValueError):  # malformed numbers: pydicom's reading reports them
+        return None
+    return items, bool(raw.is_implicit_VR), colours, contours
+
+
+def _replaced_contour_item(item: list, contours: Sequence[Contour]) -> list:
+    """A codec item (see :mod:`.rtstruct_codec`) of an ROI Contour Sequence
+    with ``contours`` as its Contour Sequence (none: no Contour Sequence)."""
+    from . import rtstruct_codec as C
+
+    image_class = "1.2.840.10008.5.1.4.1.1.2"  # CT Image Storage, unless the first contour says otherwise
+    for c in (C.get(item, C.CONTOUR_SEQUENCE) or [])[:1]:
+        for r in (C.get(c, C.CONTOUR_IMAGE_SEQUENCE) or [])[:1]:
+            image_class = C.text(C.get(r, C.REFERENCED_SOP_CLASS_UID) or b"") or image_class
+    new = []
+    for i, contour in enumerate(contours):
+        c: list = []
+        if contour.referenced_sop_instance_uids:
+            c.append((C.CONTOUR_IMAGE_SEQUENCE, "SQ", [
+                [(C.REFERENCED_SOP_CLASS_UID, "UI", C.pad(image_class, "UI")),
+                 (C.REFERENCED_SOP_INSTANCE_UID, "UI", C.pad(uid, "UI"))]
+                for uid in contour.referenced_sop_instance_uids
+            ]))
+        c.append((C.CONTOUR_GEOMETRIC_TYPE, "CS", C.pad(contour.geometric_type, "CS")))
+        c.append((C.NUMBER_OF_CONTOUR_POINTS, "IS", C.pad(str(len(contour.points)), "IS")))
+        c.append((C.CONTOUR_NUMBER, "IS", C.pad(str(i + 1), "IS")))
+        c.append((C.CONTOUR_DATA, "DS", C.pad("\\".join(_format_ds(contour.points)), "DS")))
+        new.append(c)
+    out = [e for e in item if e[0] != C.CONTOUR_SEQUENCE]
+    if new:
+        out.append((C.CONTOUR_SEQUENCE, "SQ", new))
+        out.sort(key=lambda e: e[0])
+    return out
 
 
 def _image_class_of(template: Optional[Dataset]) -> str:

@@ -216,7 +216,7 @@ def write_study(
         d.mkdir(parents=True, exist_ok=True)
         out["other_images"] += _write_image(other, d, done)
     if study.structure_set is not None:
-        out["rtstruct"].append(study.structure_set.write(folder / "RTSTRUCT.dcm", finalize=done))
+        out["rtstruct"].append(study.structure_set.write(folder / "RTSTRUCT.dcm", finalize=done, uid_map=uid_map))
     for n, dose in enumerate(study.doses):
         suffix = f"_{n + 1}" if len(study.doses) > 1 else ""
         out["rtdose"].append(dose.write(folder / f"RTDOSE{suffix}.dcm", finalize=done))

@@ -1,0 +1,200 @@
+"""Fast reading and writing of an RT Structure Set's ROI Contour Sequence.
+
+pydicom builds a :class:`~pydicom.dataset.Dataset` for every sequence item
+and a value object for every element it is asked for: on a clinical
+structure set (thousands of contours, each an item with a nested Contour
+Image Sequence) that is most of the time a defacing run spends on the
+structure set, once for reading the input, once for writing the output and
+once more when verification re-reads it. The ROI Contour Sequence is
+regular, so this module walks its encoded bytes (the undecoded value pydicom
+gives for it) directly into a light tree of ``(tag, VR, value)`` elements,
+whose leaves are the original value bytes, and writes such trees back, so
+untouched ROIs are written from their original encoding.
+
+Only what the standard allows there is accepted (DICOM PS3.5 section 7:
+little endian, explicit or implicit VR, defined or undefined lengths, and
+the attributes of the ROI Contour Module in :data:`KNOWN_TAGS`); anything
+else (private attributes, big endian, unknown attributes) makes
+:func:`parse_sequence` return None, and the caller falls back to pydicom.
+De-identification cannot have anything to do in such a tree except the
+referenced SOP instance UIDs, which the writer maps.
+"""
+
+from __future__ import annotations
+
+from struct import pack, unpack_from
+from typing import Callable, List, Optional, Tuple, Union
+
+#: element = (tag, VR, value): value is the original bytes, or a list of items (lists of elements) for SQ
+Element = Tuple[int, str, Union[bytes, list]]
+Item = List[Element]
+
+ITEM, ITEM_END, SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
+UNDEFINED = 0xFFFFFFFF
+ROI_DISPLAY_COLOR = 0x3006002A
+CONTOUR_SEQUENCE = 0x30060040
+CONTOUR_IMAGE_SEQUENCE = 0x30060016
+CONTOUR_GEOMETRIC_TYPE = 0x30060042
+NUMBER_OF_CONTOUR_POINTS = 0x30060046
+CONTOUR_NUMBER = 0x30060048
+CONTOUR_DATA = 0x30060050
+REFERENCED_ROI_NUMBER = 0x30060084
+REFERENCED_SOP_CLASS_UID = 0x00081150
+REFERENCED_SOP_INSTANCE_UID = 0x00081155
+
+#: the attributes of ROI Contour Sequence items (PS3.3 C.8.8.6) and their VRs
+KNOWN_TAGS = {
+    ROI_DISPLAY_COLOR: "IS",
+    0x30060044: "DS",  # ContourSlabThickness
+    0x30060045: "DS",  # ContourOffsetVector
+    0x30060049: "IS",  # AttachedContours
+    CONTOUR_SEQUENCE: "SQ",
+    CONTOUR_IMAGE_SEQUENCE: "SQ",
+    CONTOUR_GEOMETRIC_TYPE: "CS",
+    NUMBER_OF_CONTOUR_POINTS: "IS",
+    CONTOUR_NUMBER: "IS",
+    CONTOUR_DATA: "DS",
+    REFERENCED_ROI_NUMBER: "IS",
+    REFERENCED_SOP_CLASS_UID: "UI",
+    REFERENCED_SOP_INSTANCE_UID: "UI",
+    0x00081160: "IS",  # ReferencedFrameNumber
+    0x0062000B: "US",  # ReferencedSegmentNumber
+}
+#: VRs with a 4-byte length in explicit VR
+_LONG_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"}
+#: instance UIDs the writer maps (class UIDs are kept)
+_MAPPED_UIDS = {REFERENCED_SOP_INSTANCE_UID}
+
+
+class _Unsupported(Exception):
+    pass
+
+
+def parse_sequence(value: bytes, implicit: bool) -> Optional[List[Item]]:
+    """The items of an encoded sequence value, or None when it holds anything
+    this module does not handle (the caller then uses pydicom)."""
+    try:
+        items, pos = _items(value, 0, len(value), implicit)
+    except (_Unsupported, IndexError, ValueError, UnicodeDecodeError):
+        return None
+    return items if pos == len(value) else None
+
+
+def _items(b: bytes, pos: int, end: Optional[int], implicit: bool) -> Tuple[List[Item], int]:
+    items: List[Item] = []
+    while end is None or pos < end:
+        if pos + 8 > len(b):
+            raise _Unsupported
+        group, elem, length = unpack_from("<HHL", b, pos)
+        pos += 8
+        tag = group << 16 | elem
+        if tag == SEQUENCE_END:
+            if end is not None and pos != end:
+                raise _Unsupported
+            return items, pos
+        if tag != ITEM:
+            raise _Unsupported
+        if length == UNDEFINED:
+            elements, pos = _elements(b, pos, None, implicit)
+        else:
+            elements, pos = _elements(b, pos, pos + length, implicit)
+        items.append(elements)
+    if pos != end:
+        raise _Unsupported
+    return items, pos
+
+
+def _elements(b: bytes, pos: int, end: Optional[int], implicit: bool) -> Tuple[Item, int]:
+    out: Item = []
+    while end is None or pos < end:
+        if pos + 8 > len(b):
+            raise _Unsupported
+        group, elem = unpack_from("<HH", b, pos)
+        tag = group << 16 | elem
+        if tag == ITEM_END:
+            if end is not None:
+                raise _Unsupported
+            return out, pos + 8
+        known = KNOWN_TAGS.get(tag)
+        if known is None:
+            raise _Unsupported  # private or unexpected attribute: pydicom handles it
+        if implicit:
+            (length,) = unpack_from("<L", b, pos + 4)
+            vr = known
+            pos += 8
+        else:
+            vr = b[pos + 4: pos + 6].decode("ascii")
+            if vr != known:
+                raise _Unsupported
+            if vr in _LONG_VRS:
+                (length,) = unpack_from("<L", b, pos + 8)
+                pos += 12
+            else:
+                (length,) = unpack_from("<H", b, pos + 6)
+                pos += 8
+        if vr == "SQ":
+            if length == UNDEFINED:
+                items, pos = _items(b, pos, None, implicit)
+            else:
+                items, pos = _items(b, pos, pos + length, implicit)
+            out.append((tag, vr, items))
+        else:
+            if length == UNDEFINED or pos + length > len(b):
+                raise _Unsupported
+            out.append((tag, vr, b[pos: pos + length]))
+            pos += length
+    if pos != end:
+        raise _Unsupported
+    return out, pos
+
+
+def text(value: bytes) -> str:
+    """A string value without its padding."""
+    return value.decode("ascii", errors="replace").strip(" \x00")
+
+
+def get(item: Item, tag: int):
+    for t, _, v in item:
+        if t == tag:
+            return v
+    return None
+
+
+# ------------------------------------------------------------------ writing
+def encode_sequence(items: List[Item], implicit: bool, map_uid: Callable[[str], str]) -> bytes:
+    """Encode items (defined lengths) as the value of a sequence element;
+    referenced SOP instance UIDs go through ``map_uid``."""
+    parts = []
+    for elements in items:
+        body = _encode_elements(elements, implicit, map_uid)
+        parts.append(pack("<HHL", 0xFFFE, 0xE000, len(body)))
+        parts.append(body)
+    return b"".join(parts)
+
+
+def _encode_elements(elements: Item, implicit: bool, map_uid: Callable[[str], str]) -> bytes:
+    parts = []
+    for tag, vr, value in elements:
+        if vr == "SQ":
+            value = encode_sequence(value, implicit, map_uid)
+        elif tag in _MAPPED_UIDS and value:
+            value = pad("\\".join(map_uid(v) for v in text(value).split("\\")), "UI")
+        group, elem = tag >> 16, tag & 0xFFFF
+        if implicit:
+            parts.append(pack("<HHL", group, elem, len(value)))
+        elif vr in _LONG_VRS:
+            parts.append(pack("<HH2sHL", group, elem, vr.encode("ascii"), 0, len(value)))
+        else:
+            if len(value) > 0xFFFF:
+                raise ValueError(f"value of ({group:04X},{elem:04X}) too long for explicit VR {vr}")
+            parts.append(pack("<HH2sH", group, elem, vr.encode("ascii"), len(value)))
+        parts.append(value)
+    return b"".join(parts)
+
+
+def pad(value: str, vr: str) -> bytes:
+    """A string value encoded with its padding (NUL for UI, space otherwise)."""
+    b = value.encode("ascii")
+    if len(b) % 2:
+        b += b"\x00" if vr == "UI" else b" "
+    return b

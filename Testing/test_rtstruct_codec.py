@@ -1,0 +1,121 @@
+"""The fast ROI Contour Sequence codec (:mod:`DefaceRTLib.rtstruct_codec`) reads
+and writes exactly what pydicom does, and hands over to pydicom for what it
+does not handle."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.uid import ImplicitVRLittleEndian
+
+from DefaceRTLib import dicom_compat, synthetic
+from DefaceRTLib.rtstruct import Contour, StructureSet
+from DefaceRTLib.uids import UIDMap
+
+
+@pytest.fixture(scope="module")
+def rtstruct_file(tmp_path_factory):
+    p = synthetic.make_patient(seed=5, size=64, slice_thickness=4.0)
+    folder = synthetic.write_patient(p, tmp_path_factory.mktemp("codec") / "p")
+    return folder / "RTSTRUCT.dcm"
+
+
+def _implicit_copy(src, dst):
+    ds = pydicom.dcmread(src)
+    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    if dicom_compat.PYDICOM_MAJOR >= 3:
+        ds.save_as(dst, enforce_file_format=True)
+    else:
+        ds.is_implicit_VR, ds.is_little_endian = True, True
+        ds.save_as(dst, write_like_original=False)
+    return dst
+
+
+def _pydicom_parsed(path) -> StructureSet:
+    """The structure set read by pydicom's sequence parsing (the codec is bypassed
+    once the sequence is decoded)."""
+    ds = pydicom.dcmread(path)
+    _ = ds.ROIContourSequence[0]
+    ss = StructureSet(ds, path)
+    assert ss._contour_items is None
+    return ss
+
+
+def _same(a: StructureSet, b: StructureSet) -> None:
+    assert a.names() == b.names()
+    for ra, rb in zip(a.rois, b.rois):
+        assert (ra.number, ra.color, ra.interpreted_type) == (rb.number, rb.color, rb.interpreted_type)
+        assert len(ra.contours) == len(rb.contours)
+        for ca, cb in zip(ra.contours, rb.contours):
+            assert ca.geometric_type == cb.geometric_type
+            assert ca.referenced_sop_instance_uids == cb.referenced_sop_instance_uids
+            assert np.array_equal(ca.points, cb.points)
+
+
+@pytest.mark.parametrize("implicit", [False, True])
+def test_reads_like_pydicom(tmp_path, rtstruct_file, implicit):
+    path = _implicit_copy(rtstruct_file, tmp_path / "rs.dcm") if implicit else rtstruct_file
+    fast = StructureSet.read(path)
+    assert fast._contour_items is not None and fast._implicit == implicit
+    _same(fast, _pydicom_parsed(path))
+
+
+@pytest.mark.parametrize("implicit", [False, True])
+def test_writes_like_pydicom(tmp_path, rtstruct_file, implicit):
+    """Edited (an ROI removed, one replaced, one emptied) and written with the
+    codec, the file equals pydicom's encoding of the same edits, element by element."""
+    path = _implicit_copy(rtstruct_file, tmp_path / "rs.dcm") if implicit else rtstruct_file
+    outputs = []
+    for fast in (True, False):
+        ss = StructureSet.read(path) if fast else _pydicom_parsed(path)
+        names = ss.names()
+        ss.remove_roi(names[1])
+        body = ss.roi(names[0])
+        ss.replace_contours(body.name, [Contour(c.points + [0.5, -0.25, 0.0], c.geometric_type,
+                                                c.referenced_sop_instance_uids) for c in body.contours[::2]])
+        ss.replace_contours(names[2], [])
+        uid_map = UIDMap(salt="same")
+        out = tmp_path / f"out_{fast}.dcm"
+        ss.write(out, finalize=uid_map.remap_dataset, uid_map=uid_map)
+        outputs.append(pydicom.dcmread(out))
+    a, b = outputs
+    assert str(a.file_meta.TransferSyntaxUID) == str(b.file_meta.TransferSyntaxUID)
+    assert len(a.ROIContourSequence) == len(b.ROIContourSequence) == len(StructureSet.read(path).rois) - 1
+    assert a == b  # every element, sequences included
+    assert "ContourSequence" not in a.ROIContourSequence[1]
+    back = StructureSet.read(tmp_path / "out_True.dcm")
+    src = StructureSet.read(path)
+    mapped = UIDMap(salt="same")
+    for roi in back.rois[2:]:
+        orig = src.roi(roi.name)
+        assert [c.referenced_sop_instance_uids for c in roi.contours] == [
+            tuple(mapped.map(u) for u in c.referenced_sop_instance_uids) for c in orig.contours]
+
+
+def test_private_attribute_falls_back_to_pydicom(tmp_path, rtstruct_file):
+    """A contour item holding a private attribute is read and written by pydicom, which keeps it."""
+    ds = pydicom.dcmread(rtstruct_file)
+    item = ds.ROIContourSequence[0].ContourSequence[0]
+    item.add_new(0x30990010, "LO", "VENDOR")
+    item.add_new(0x30991001, "LO", "secret")
+    path = tmp_path / "private.dcm"
+    dicom_compat.save(ds, path)
+    ss = StructureSet.read(path)
+    assert ss._contour_items is None
+    _same(ss, _pydicom_parsed(path))
+    uid_map = UIDMap()
+    ss.write(tmp_path / "out.dcm", finalize=uid_map.remap_dataset, uid_map=uid_map)
+    again = pydicom.dcmread(tmp_path / "out.dcm")
+    assert again.ROIContourSequence[0].ContourSequence[0][0x30991001].value == "secret"
+
+
+def test_input_dataset_never_modified(rtstruct_file, tmp_path):
+    ss = StructureSet.read(rtstruct_file)
+    before = copy.deepcopy(pydicom.dcmread(rtstruct_file))
+    uid_map = UIDMap()
+    ss.copy().write(tmp_path / "a.dcm", finalize=uid_map.remap_dataset, uid_map=uid_map)
+    ss.copy().write(tmp_path / "b.dcm", finalize=uid_map.remap_dataset)  # pydicom path
+    assert ss.dataset == before
