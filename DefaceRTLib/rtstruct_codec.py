@@ -160,6 +160,16 @@ def get(item: Item, tag: int):
     return None
 
 
+def text_values(items: List[Item]):
+    """Every text (CS) value in the items, as strings (for de-identification checks)."""
+    for item in items:
+        for _, vr, value in item:
+            if vr == "SQ":
+                yield from text_values(value)
+            elif vr == "CS":
+                yield text(value)
+
+
 # ------------------------------------------------------------------ writing
 def encode_sequence(items: List[Item], implicit: bool, map_uid: Callable[[str], str]) -> bytes:
     """Encode items (defined lengths) as the value of a sequence element;

@@ -270,23 +270,55 @@ def _check_references(report, others, original, image, ss_out) -> None:
 
 
 def _check_deidentified(report, others, original, image, ss_out) -> None:
-    from ..deidentify import find_identifying_strings, identifying_strings
+    from ..deidentify import find_identifying_strings, identifying_strings, identifying_text_matcher
 
     originals = [original.image.datasets[0]] if original.image.datasets else []
     if original.structure_set is not None:
         originals.append(original.structure_set.dataset)
     originals += [d.dataset for d in original.doses if d.dataset is not None] + list(original.plans)
     strings = sorted({s for ds in originals for s in identifying_strings(ds)})
+    scrub = identifying_text_matcher(strings)  # built once for every header below
     outputs = list(image.datasets) + ([ss_out.dataset] if ss_out is not None else [])
     outputs += others["rtdose"] + others["rtplan"] + others["seg"]
     msgs = []
     for ds in outputs:
+        skip = _codec_checked(ds, ss_out, scrub, msgs)
         if str(getattr(ds, "PatientIdentityRemoved", "")) != "YES":
             msgs.append(f"{ds.Modality}: PatientIdentityRemoved is not YES")
-        private = [e.tag for e in ds.iterall() if e.tag.is_private]
+        private = [int(tag) for tag in _all_tags(ds, skip) if tag.is_private]
         if private:
             msgs.append(f"{ds.Modality}: {len(private)} private attributes")
-        hits = find_identifying_strings(ds, strings)
+        hits = find_identifying_strings(ds, scrub, skip)
         if hits:
             msgs.append(f"{ds.Modality}: identifying text in {hits[:5]}")
     report.add("deidentified", not msgs, "; ".join(sorted(set(msgs))[:10]) or f"{len(outputs)} headers checked")
+
+
+def _codec_checked(ds, ss_out, scrub, msgs) -> tuple:
+    """For the written structure set whose ROI Contour Sequence was re-read by
+    :mod:`DefaceRTLib.rtstruct_codec` (which accepts only the standard, non-private
+    attributes of that module: numbers, coordinates, UIDs and the geometric
+    type), check its text (the geometric types) here and return its tag for the
+    walk over the rest to skip (decoding it with pydicom would take longer than
+    the whole check)."""
+    if ss_out is None or ds is not ss_out.dataset or ss_out._contour_items is None:
+        return ()
+    from .. import rtstruct_codec as C
+
+    for text in C.text_values(ss_out._contour_items):
+        if scrub(text)[1]:
+            msgs.append("RTSTRUCT: identifying text in ROIContourSequence")
+            break
+    return (0x30060039,)
+
+
+def _all_tags(ds, skip=()):
+    """Every tag of ``ds`` and its items, except the top-level ones in ``skip`` (not decoded)."""
+    for tag in ds.keys():
+        if tag in skip:
+            continue
+        yield tag
+        elem = ds[tag]
+        if elem.VR == "SQ":
+            for item in elem.value or []:
+                yield from _all_tags(item)
