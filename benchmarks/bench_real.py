@@ -56,7 +56,7 @@ STAGES = ("read_s", "landmarks_s", "images_s", "structures_s", "dose_s", "write_
           "qa_figure_s", "verify_s")
 
 
-def build(case: str, folder: Path) -> Path:
+def build(case: str, folder: Path, shared: Path) -> Path:
     """Write the patient of ``case`` into ``folder`` (kept for later runs)."""
     if (folder / ".complete").exists():
         return folder
@@ -68,11 +68,11 @@ def build(case: str, folder: Path) -> Path:
         from DefaceRTLib import clinical_patient
 
         size = (512, 512, 180) if case == "clinical512" else None
-        clinical_patient.write_clinical_patient(SHARED, folder, size=size)
+        clinical_patient.write_clinical_patient(shared, folder, size=size)
     elif case == "ent":
         from DefaceRTLib import realdata
 
-        realdata.write_ent_phantom(SHARED, folder)
+        realdata.write_ent_phantom(shared, folder)
     else:
         from DefaceRTLib import synthetic
 
@@ -129,6 +129,7 @@ def main() -> int:
     parser.add_argument("--code-root", type=Path, default=REPO, help="checkout whose DefaceRTLib is run")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "defacert_bench_real",
                         help="where the patients are built (kept) and outputs written (removed)")
+    parser.add_argument("--shared", type=Path, default=SHARED, help="the shared folder (data/, reference/)")
     parser.add_argument("--no-reference", action="store_true", help="do not run the published defaceRT")
     parser.add_argument("--no-deidentify", action="store_true", help="skip the --deidentify variant")
     args = parser.parse_args()
@@ -136,17 +137,18 @@ def main() -> int:
     for c in cases:
         if c not in CASES:
             parser.error(f"unknown case {c!r}")
-    if not (SHARED / "data").is_dir():
-        print(f"shared data not found in {SHARED}: cannot build the real-data patients")
+    if not (args.shared / "data").is_dir():
+        print(f"shared data not found in {args.shared}: cannot build the real-data patients")
         return 2
-    reference = REFERENCE if REFERENCE.exists() and not args.no_reference else None
+    ref_script = args.shared / REFERENCE.relative_to(SHARED)
+    reference = ref_script if ref_script.exists() and not args.no_reference else None
     env = dict(os.environ, PYTHONPATH=str(args.code_root.resolve()))
     args.work.mkdir(parents=True, exist_ok=True)
     print(f"code: {args.code_root.resolve()} ({_git_head(args.code_root)}); python {sys.executable}")
     print(f"load average at start: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)", flush=True)
     rows = []
     for case in cases:
-        src = build(case, args.work / "patients" / case)
+        src = build(case, args.work / "patients" / case, args.shared)
         print(f"\n== {case}: {describe(src)}", flush=True)
         variants = {"defacert": [], "defacert --deidentify": []}
         if args.no_deidentify:
