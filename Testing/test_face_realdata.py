@@ -13,9 +13,9 @@ import json
 
 import numpy as np
 import pytest
+from face_helpers import FACE_EXTRA, require_face_extra  # noqa: E402
 
-pytest.importorskip("cv2")
-pytest.importorskip("vtk")
+require_face_extra(*FACE_EXTRA)
 
 from face_helpers import needs_offscreen  # noqa: E402
 

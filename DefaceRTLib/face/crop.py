@@ -33,10 +33,14 @@ def square_crop(image: np.ndarray, centre: Tuple[float, float], side: float) -> 
     return out
 
 
-def geometric_crop_box(landmarks_px: Dict[str, Tuple[float, float]]) -> Tuple[Tuple[float, float], float]:
+def geometric_crop_box(
+    landmarks_px: Dict[str, Tuple[float, float]], side_factor: float = CROP_SIDE, down_factor: float = CROP_DOWN
+) -> Tuple[Tuple[float, float], float]:
     """Centre (x, y) and side (pixels) of the anatomy-based face crop.
 
     Needs ``right_eye`` and ``left_eye`` (patient's right/left, in image pixels).
+    The square's side is ``side_factor`` times the inter-ocular distance d and
+    its centre ``down_factor * d`` below the eye midpoint (defaults: FaceNet's).
     """
     re = np.asarray(landmarks_px["right_eye"], dtype=float)
     le = np.asarray(landmarks_px["left_eye"], dtype=float)
@@ -44,11 +48,17 @@ def geometric_crop_box(landmarks_px: Dict[str, Tuple[float, float]]) -> Tuple[Tu
     d = float(np.linalg.norm(le - re))
     if d < 2:
         raise ValueError("projected eyes coincide; cannot place a face crop")
-    centre = (float(mid[0]), float(mid[1] + CROP_DOWN * d))
-    return centre, CROP_SIDE * d
+    centre = (float(mid[0]), float(mid[1] + down_factor * d))
+    return centre, side_factor * d
 
 
-def geometric_crop(image: np.ndarray, landmarks_px: Dict[str, Tuple[float, float]], side: Optional[float] = None):
+def geometric_crop(
+    image: np.ndarray,
+    landmarks_px: Dict[str, Tuple[float, float]],
+    side: Optional[float] = None,
+    side_factor: float = CROP_SIDE,
+    down_factor: float = CROP_DOWN,
+):
     """Crop the face region placed from projected eye positions."""
-    centre, s = geometric_crop_box(landmarks_px)
+    centre, s = geometric_crop_box(landmarks_px, side_factor, down_factor)
     return square_crop(image, centre, side if side is not None else s)

@@ -7,18 +7,23 @@ the geometry-based crop placed from the projected eyes, which always exists.
 :func:`compare_faces` reports the cosine distance for both, and whether each
 side was detected. The geometric distance is the primary one, because a
 defaced face that is merely "not found" is not thereby unrecognisable.
+
+Worst case over views (:func:`compare_over_views`): the same pair rendered
+from a small sweep of cameras (:func:`sweep_views`: yaw, pitch, field of view,
+projection); per recogniser the minimum distance and the maximum detection
+confidence over the sweep, with the view that gave them, beside the frontal
+values. An attacker picks the view that matches best; so does this report.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Optional
+from dataclasses import dataclass, field, replace
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..geometry import ImageGeometry
 from .backends import Detection, FaceBackend, get_backend
-from .crop import geometric_crop
 from .landmarks import FaceLandmarks, estimate_landmarks
 from .render import Render, View, render_surface
 from .surface import skin_surface, surface_points
@@ -54,6 +59,9 @@ class FaceRecord:
     detection: Optional[Detection]
     embedding_geometric: np.ndarray
     embedding_detected: Optional[np.ndarray]
+    #: best detector confidence on the render, below the acceptance cut too (see FaceBackend.confidence)
+    confidence: float = float("nan")
+    backend: str = ""
 
     @property
     def detected(self) -> bool:
@@ -81,6 +89,12 @@ class FaceDistance:
         }
 
 
+def volume_surface(array: np.ndarray, geometry: ImageGeometry, options: Optional[FaceOptions] = None, where=None):
+    """The skin surface (``vtkPolyData``, LPS mm) that :func:`render_volume` renders."""
+    options = options or FaceOptions()
+    return skin_surface(array, geometry, iso_value=options.iso_value, sigma_voxels=options.sigma_voxels, where=where)
+
+
 def render_volume(
     array: np.ndarray,
     geometry: ImageGeometry,
@@ -89,9 +103,7 @@ def render_volume(
     where=None,
 ):
     """Skin-surface render of a volume; returns ``(Render, FaceLandmarks)``."""
-    options = options or FaceOptions()
-    poly = skin_surface(array, geometry, iso_value=options.iso_value, sigma_voxels=options.sigma_voxels, where=where)
-    return render_mesh(poly, landmarks, options)
+    return render_mesh(volume_surface(array, geometry, options, where), landmarks, options)
 
 
 def render_body_contour(
@@ -121,11 +133,11 @@ def render_mesh(poly, landmarks: Optional[FaceLandmarks] = None, options: Option
 
 def analyse_render(render: Render, landmarks: FaceLandmarks, backend: FaceBackend) -> FaceRecord:
     """Detect and embed a render (both crops)."""
-    dets = backend.detect(render.image)
+    dets, conf = backend.scan(render.image)
     det = dets[0] if dets else None
-    emb_geo = backend.embed(geometric_crop(render.image, render.landmarks_px))
+    emb_geo = backend.embed(backend.geometric_crop(render.image, render.landmarks_px))
     emb_det = backend.embed(backend.crop_from_detection(render.image, det)) if det is not None else None
-    return FaceRecord(render, landmarks, det, emb_geo, emb_det)
+    return FaceRecord(render, landmarks, det, emb_geo, emb_det, float(conf), backend.name)
 
 
 def analyse_face(
@@ -148,3 +160,120 @@ def compare_faces(a: FaceRecord, b: FaceRecord) -> FaceDistance:
     if a.embedding_detected is not None and b.embedding_detected is not None:
         det = cosine_distance(a.embedding_detected, b.embedding_detected)
     return FaceDistance(geo, det, a.detected, b.detected)
+
+
+# ------------------------------------------------------------ views sweep
+def sweep_views(base: Optional[View] = None) -> List[Tuple[str, View]]:
+    """The small camera sweep of the worst-case comparison: frontal, yaw +-30
+    degrees, pitch +-15 degrees, a closer camera with a 180 mm field of view
+    (stronger perspective) and an orthographic projection; 7 views."""
+    b = base or View()
+    return [
+        ("frontal", b),
+        ("yaw -30", replace(b, yaw_deg=b.yaw_deg - 30.0)),
+        ("yaw +30", replace(b, yaw_deg=b.yaw_deg + 30.0)),
+        ("pitch -15", replace(b, pitch_deg=b.pitch_deg - 15.0)),
+        ("pitch +15", replace(b, pitch_deg=b.pitch_deg + 15.0)),
+        ("fov 180 mm at 350 mm", replace(b, field_of_view_mm=180.0, distance_mm=350.0)),
+        ("orthographic", replace(b, projection="orthographic")),
+    ]
+
+
+@dataclass
+class ViewComparison:
+    """One view of the sweep: per recogniser the geometric-crop distance and each side's best confidence."""
+
+    label: str
+    view: View
+    distance: Dict[str, float]
+    confidence_a: Dict[str, float]
+    confidence_b: Dict[str, float]
+
+    def as_dict(self) -> dict:
+        return {
+            "view": self.label,
+            "yaw_deg": self.view.yaw_deg,
+            "pitch_deg": self.view.pitch_deg,
+            "field_of_view_mm": self.view.field_of_view_mm,
+            "distance_mm": self.view.distance_mm,
+            "projection": self.view.projection,
+            "distance": dict(self.distance),
+            "confidence_a": dict(self.confidence_a),
+            "confidence_b": dict(self.confidence_b),
+        }
+
+
+@dataclass
+class ViewSweep:
+    """A pair compared over a sweep of views (:func:`compare_over_views`)."""
+
+    views: List[ViewComparison]
+
+    @property
+    def backends(self) -> List[str]:
+        return list(self.views[0].distance) if self.views else []
+
+    def min_distance(self, backend: str) -> Tuple[float, str]:
+        v = min(self.views, key=lambda c: c.distance[backend])
+        return v.distance[backend], v.label
+
+    def max_confidence(self, backend: str, side: str) -> Tuple[float, str]:
+        key = "confidence_a" if side == "a" else "confidence_b"
+        v = max(self.views, key=lambda c: getattr(c, key)[backend])
+        return getattr(v, key)[backend], v.label
+
+    def worst_case(self, backend: str) -> dict:
+        """Frontal values beside the worst case over the sweep (minimum distance,
+        maximum detection confidence), each with the view that gave it."""
+        front = self.views[0]
+        dmin, dview = self.min_distance(backend)
+        ca, caview = self.max_confidence(backend, "a")
+        cb, cbview = self.max_confidence(backend, "b")
+        return {
+            "frontal_distance": front.distance[backend],
+            "min_distance": dmin,
+            "min_distance_view": dview,
+            "frontal_confidence_a": front.confidence_a[backend],
+            "max_confidence_a": ca,
+            "max_confidence_a_view": caview,
+            "frontal_confidence_b": front.confidence_b[backend],
+            "max_confidence_b": cb,
+            "max_confidence_b_view": cbview,
+        }
+
+    def as_dict(self) -> dict:
+        return {
+            "views": [v.as_dict() for v in self.views],
+            "worst_case": {b: self.worst_case(b) for b in self.backends},
+        }
+
+
+def compare_over_views(
+    surface_a,
+    landmarks_a: FaceLandmarks,
+    surface_b,
+    landmarks_b: FaceLandmarks,
+    backends: Sequence[FaceBackend],
+    views: Optional[Sequence[Tuple[str, View]]] = None,
+    color: tuple = (0.8, 0.8, 0.8),
+    progress=None,
+) -> ViewSweep:
+    """Render both surfaces from every view (each camera placed from its own
+    scan's landmarks) and compare them with every backend."""
+    views = list(views or sweep_views())
+    out = []
+    for i, (label, view) in enumerate(views):
+        if progress is not None:
+            progress(i, len(views), f"view {label}")
+        ra = render_surface(surface_a, landmarks_a, view, color=color)
+        rb = render_surface(surface_b, landmarks_b, view, color=color)
+        dist, ca, cb = {}, {}, {}
+        for be in backends:
+            a = analyse_render(ra, landmarks_a, be)
+            b = analyse_render(rb, landmarks_b, be)
+            dist[be.name] = cosine_distance(a.embedding_geometric, b.embedding_geometric)
+            ca[be.name], cb[be.name] = a.confidence, b.confidence
+        out.append(ViewComparison(label, view, dist, ca, cb))
+    if progress is not None:
+        progress(len(views), len(views), "views done")
+    return ViewSweep(out)

@@ -72,6 +72,9 @@ def save_png(image: np.ndarray, path) -> None:
     """Write an RGB image as PNG atomically (temporary file then rename)."""
     import os
 
+    from .backends import require_modules
+
+    require_modules(("cv2",), "face", "writing a PNG")
     import cv2
 
     path = os.fspath(path)
