@@ -159,7 +159,12 @@ def test_mr_template_check_face_present_vs_defaced(shared_data):
     assert unchanged.verdict == "face present"
     assert all(r.carries_surface for r in unchanged.regions.values())
     masked = (arr * (mask > 0.5)).astype(arr.dtype)
-    res = check_defacing(arr, geom, masked, geom, options=opts)
+    # the template's face mask removes eyes, nose and mouth but keeps the forehead: defaced under
+    # the full-face profile, face present under the published (eyes and forehead) one
+    res = check_defacing(arr, geom, masked, geom, options=opts, profile="full-face")
     print("\n" + "\n".join(res.reasons))
     assert res.verdict == "defaced", res.reasons
     assert not res.regions["eyes"].carries_surface and not res.regions["nose"].carries_surface
+    assert not res.regions["mouth"].carries_surface and res.regions["forehead"].carries_surface
+    assert res.profiles == {"published": False, "full-face": True}
+    assert res.remaining_text().startswith("forehead remains")
