@@ -42,7 +42,7 @@ def run(args) -> int:
 
     from ..errors import OutputError
     from ..face.backends import get_backend
-    from ..face.check import Recognition, threshold_for
+    from ..face.check import judge_recognition
     from ..face.distance import (
         analyse_render,
         compare_faces,
@@ -77,12 +77,7 @@ def run(args) -> int:
         dist = compare_faces(rec_a, rec_b)
         if i == 0:
             info.update(dist.as_dict())
-        thr = args.threshold if (args.threshold is not None and i == 0) else threshold_for(be.name, "frontal")
-        r = Recognition(be.name, dist.geometric, float(thr), rec_a.confidence, rec_b.confidence)
-        if sweep is not None:
-            r.min_distance, r.min_distance_view = sweep.min_distance(be.name)
-            r.sweep_threshold = threshold_for(be.name, "sweep")
-            r.max_confidence_defaced, r.max_confidence_defaced_view = sweep.max_confidence(be.name, "b")
+        r = judge_recognition(be.name, rec_a, rec_b, args.threshold if i == 0 else None, sweep)
         judged[be.name] = {**r.as_dict(), "distance_detected": dist.detected}
         if sweep is not None:
             judged[be.name]["worst_case"] = sweep.worst_case(be.name)

@@ -326,6 +326,21 @@ def region_status(
     return out
 
 
+def judge_recognition(
+    backend: str, a: FaceRecord, b: FaceRecord, threshold: Optional[float] = None, sweep: Optional[ViewSweep] = None
+) -> Recognition:
+    """One recogniser's judgement of a pair of analysed frontal renders (``b`` the defaced or
+    second scan), with the worst case over ``sweep`` when given; ``threshold`` overrides the
+    calibrated frontal one."""
+    thr = threshold_for(backend, "frontal") if threshold is None else float(threshold)
+    rec = Recognition(backend, compare_faces(a, b).geometric, thr, a.confidence, b.confidence)
+    if sweep is not None:
+        rec.min_distance, rec.min_distance_view = sweep.min_distance(backend)
+        rec.sweep_threshold = threshold_for(backend, "sweep")
+        rec.max_confidence_defaced, rec.max_confidence_defaced_view = sweep.max_confidence(backend, "b")
+    return rec
+
+
 def default_recognisers(primary: str = "opencv") -> tuple:
     """The primary recogniser, and dlib's when installed: ``(names, {missing: reason})``."""
     from .backends import BackendError, get_backend
@@ -410,13 +425,7 @@ def check_defacing(
     recognition: Dict[str, Recognition] = {}
     for b in backends:
         a, d = recs[b.name]
-        thr = threshold if (threshold is not None and b.name == names[0]) else threshold_for(b.name, "frontal")
-        rec = Recognition(b.name, compare_faces(a, d).geometric, float(thr), a.confidence, d.confidence)
-        if view_sweep is not None:
-            rec.min_distance, rec.min_distance_view = view_sweep.min_distance(b.name)
-            rec.sweep_threshold = threshold_for(b.name, "sweep")
-            rec.max_confidence_defaced, rec.max_confidence_defaced_view = view_sweep.max_confidence(b.name, "b")
-        recognition[b.name] = rec
+        recognition[b.name] = judge_recognition(b.name, a, d, threshold if b.name == names[0] else None, view_sweep)
     no_match = not any(r.matches for r in recognition.values())
 
     def removed(req) -> bool:
