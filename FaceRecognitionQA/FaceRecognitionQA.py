@@ -66,7 +66,7 @@ class FaceRecognitionQAParameterNode:
     originalVolume: vtkMRMLScalarVolumeNode
     defacedVolume: vtkMRMLScalarVolumeNode
     isoValueHu: Annotated[float, WithinRange(-1000.0, 2000.0)] = -300.0
-    threshold: Annotated[float, WithinRange(0.0, 2.0)] = 0.12  # DefaceRTLib.face.check.DEFAULT_THRESHOLD (a test keeps them equal)
+    threshold: Annotated[float, WithinRange(0.0, 2.0)] = 0.0979  # DefaceRTLib.face.check.DEFAULT_THRESHOLD (a test keeps them equal)
     manifestPath: pathlib.Path
     studyOutputFolder: pathlib.Path
     resultTable: vtkMRMLTableNode

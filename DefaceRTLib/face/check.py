@@ -66,8 +66,8 @@ from .surface import auto_iso_value
 #: preferred when a cohort is at hand. DeepFace's Facenet512 thresholds
 #: (0.30-0.33) and dlib's 0.6 Euclidean for photos (about 0.09 cosine) do not transfer.
 THRESHOLDS: Dict[str, Dict[str, float]] = {
-    "opencv": {"frontal": 0.12, "sweep": 0.12},
-    "dlib": {"frontal": 0.02, "sweep": 0.01},
+    "opencv": {"frontal": 0.0979, "sweep": 0.0919},
+    "dlib": {"frontal": 0.0226, "sweep": 0.0173},
 }
 #: The primary recogniser's frontal threshold (kept for callers of the first version).
 DEFAULT_THRESHOLD = THRESHOLDS["opencv"]["frontal"]
