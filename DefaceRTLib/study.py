@@ -159,16 +159,31 @@ def check_output_location(output: PathLike, inputs: Sequence[PathLike] = (), ove
     return output
 
 
+def current_umask() -> int:
+    """The process's file mode creation mask (read without changing it for long)."""
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
-def atomic_output(output: PathLike, inputs: Sequence[PathLike] = (), overwrite: bool = False) -> Iterator[Path]:
+def atomic_output(
+    output: PathLike, inputs: Sequence[PathLike] = (), overwrite: bool = False, private: bool = False
+) -> Iterator[Path]:
     """Context manager yielding a temporary folder beside ``output``; on
     success it replaces ``output`` in one rename, on error it is removed and
-    ``output`` is left as it was."""
+    ``output`` is left as it was.
+
+    The folder gets the permissions the umask gives a new folder (data to
+    share), or owner-only ``rwx------`` when ``private`` (QA figures that
+    show the original face)."""
     output = check_output_location(output, inputs, overwrite)
     parent = output.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=parent))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=parent))  # rwx------ while written
+        if not private:
+            os.chmod(tmp, 0o777 & ~current_umask())
     except OSError as exc:
         raise OutputError(f"cannot create output ({exc.strerror})", output) from exc
     try:

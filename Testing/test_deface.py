@@ -257,7 +257,8 @@ def test_cli_tree_mirrors_and_reports_bad_study(tmp_path, capsys):
     make_phantom(root / "b" / "plan", patient_id="B", with_eyes=False)
     before = tree_hashes(root)
     out = tmp_path / "out"
-    rc = main(["deface", str(root), str(out), "--quiet", "--no-qa-figure"])
+    # mirroring the input's folder names is for data that keeps its identity
+    rc = main(["deface", str(root), str(out), "--quiet", "--no-qa-figure", "--keep-identity"])
     captured = capsys.readouterr()
     assert rc == 3 and "no eye ROI" in captured.out
     assert (out / "a" / "plan" / "RTSTRUCT.dcm").exists()

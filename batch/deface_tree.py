@@ -1,7 +1,12 @@
 """Deface every radiotherapy study below a folder (CT, RTSTRUCT, RTDOSE, RTPLAN).
 
-    python batch/deface_tree.py INPUT OUTPUT [--deidentify] [--salt SECRET]
+    python batch/deface_tree.py INPUT OUTPUT [--salt SECRET] [--keep-identity]
     Slicer --no-main-window --python-script batch/deface_tree.py INPUT OUTPUT
+
+The headers are de-identified by default (DICOM PS3.15 Basic Profile,
+pseudonyms, dates and times shifted per patient; the pseudonym map goes to
+OUTPUT-pseudonyms.csv beside OUTPUT); --keep-identity turns that off, with a
+warning printed on every run and recorded in each summary.
 
 One study: OUTPUT is that study's defaced copy; several: one sub-folder per
 study mirroring INPUT. Every written study is verified; the exit code is 0
@@ -21,7 +26,10 @@ def main(argv) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("input", help="folder tree with the original DICOM studies")
     parser.add_argument("output", help="new folder for the defaced studies")
-    parser.add_argument("--deidentify", action="store_true", help="also de-identify the headers (pseudonyms, shifted dates)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--deidentify", action="store_true", help="de-identify the headers (the default; still accepted)")
+    mode.add_argument("--keep-identity", action="store_true",
+                      help="do NOT de-identify the headers (a warning is printed and recorded)")
     parser.add_argument("--salt", help="secret making pseudonyms and UIDs reproducible (keep it private)")
     parser.add_argument("--inferior-margin-mm", type=float, default=0.0)
     parser.add_argument("--posterior-margin-mm", type=float, default=0.0)
@@ -30,17 +38,19 @@ def main(argv) -> int:
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
 
-    from DefaceRTLib.deface.pipeline import DefaceOptions, deface_path
+    from DefaceRTLib.deface.pipeline import KEEP_IDENTITY_WARNING, DefaceOptions, deface_path
     from DefaceRTLib.deface.region import Margins
     from DefaceRTLib.deidentify import DeidentificationOptions
     from DefaceRTLib.progress import TextProgress
 
     options = DefaceOptions(
         margins=Margins(args.inferior_margin_mm, args.posterior_margin_mm),
-        deidentification=DeidentificationOptions(salt=args.salt) if args.deidentify else None,
+        deidentification=None if args.keep_identity else DeidentificationOptions(salt=args.salt),
         uid_salt=args.salt,
         write_seg=args.seg,
     )
+    if options.deidentification is None:
+        print(KEEP_IDENTITY_WARNING, file=sys.stderr)
     report = deface_path(args.input, args.output, options, overwrite=args.overwrite, progress=TextProgress(enabled=not args.quiet))
     for o in report.outcomes:
         print(f"{o.status}: {o.source} -> {o.output or '-'}" + (f" ({o.message})" if o.message else ""))

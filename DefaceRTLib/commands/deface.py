@@ -15,7 +15,15 @@ of the eyes, except inside kept structures (PTVs, brain); set it to air in
 the CT, delete eye/lens/cornea ROIs, clip every other ROI to the kept region,
 zero the dose there. INPUT is one patient folder or a tree of many (one
 output per study, mirrored). Every written study is re-read and verified.
-Coordinates are DICOM patient coordinates (LPS, mm)."""
+Coordinates are DICOM patient coordinates (LPS, mm).
+
+The headers are de-identified by default (DICOM PS3.15 Basic Profile with
+Retain Longitudinal Temporal Information with Modified Dates and Clean
+Descriptors: pseudonymous patient IDs, names and UIDs, dates and times
+shifted per patient, private attributes removed, ROI names cleaned). The
+pseudonym map (the link back to the patients) is written beside OUTPUT,
+never inside it. --keep-identity turns de-identification off (a warning is
+printed on every such run and recorded in the summary)."""
 
 
 def _keywords(text: str) -> Tuple[str, ...]:
@@ -60,12 +68,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "contours against them; refuses (exit 3) when unsure. Contours win, --eye-center overrides")
     g.add_argument("--auto-landmarks-min-confidence", type=float, default=None, metavar="C",
                    help="confidence (0-1) the two eyes found in the image need (default 0.5; one eye alone needs 0.8)")
-    g = parser.add_argument_group("de-identification (DICOM PS3.15 Basic Profile)")
-    g.add_argument("--deidentify", action="store_true", help="de-identify the headers; pseudonymous patient IDs")
+    g = parser.add_argument_group("de-identification (DICOM PS3.15 Basic Profile; on by default)")
+    mode = g.add_mutually_exclusive_group()
+    mode.add_argument("--deidentify", action="store_true",
+                      help="de-identify the headers (the default; accepted for older scripts)")
+    mode.add_argument("--keep-identity", action="store_true",
+                      help="do NOT de-identify: keep names, IDs, dates, UIDs (a warning is printed and recorded)")
     g.add_argument("--pseudonym-map", type=Path, metavar="CSV",
                    help="pseudonym mapping file, outside OUTPUT (default OUTPUT-pseudonyms.csv beside it); reused if it exists")
     g.add_argument("--pseudonym-prefix", default="DEFACERT", help="prefix of pseudonymous patient IDs")
-    g.add_argument("--salt", help="secret for reproducible pseudonyms, date shifts and UIDs across runs")
+    g.add_argument("--salt", help="secret for reproducible pseudonyms, date shifts and UIDs across runs and sites "
+                                  "(without it and without a reused map they are random, so never shared by two runs)")
     g.add_argument("--no-date-shift", action="store_true", help="remove dates instead of shifting them per patient")
     g.add_argument("--keep-patient-characteristics", action="store_true", help="keep sex, age, size, weight")
     g.add_argument("--no-clean-descriptors", action="store_true", help="empty descriptors (ROI names too) instead of cleaning")
@@ -87,7 +100,7 @@ def build_options(args: argparse.Namespace):
     from ..deface import DefaceOptions, KeywordRules, Margins
 
     deid = None
-    if args.deidentify:
+    if not args.keep_identity:
         from ..deidentify import DeidentificationOptions
 
         try:
@@ -160,13 +173,15 @@ def _describe(outcome, output_root: Path) -> List[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..deface.pipeline import VerificationError, deface_path
+    from ..deface.pipeline import KEEP_IDENTITY_WARNING, VerificationError, deface_path
     from ..progress import TextProgress
 
     try:
         options = build_options(args)
     except SystemExit as exc:
         return int(exc.code or 2)
+    if options.deidentification is None:
+        print(f"defacert deface: {KEEP_IDENTITY_WARNING}", file=sys.stderr)
     progress = TextProgress(enabled=not args.quiet)
     try:
         report = deface_path(args.input, args.output, options, overwrite=args.overwrite, dry_run=args.dry_run, progress=progress)

@@ -27,6 +27,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 from pydicom.dataset import Dataset
 
+from ..deidentify import DeidentificationOptions
 from ..errors import DefaceRTError, InputError, OutputError
 from ..rtstruct import ROI
 from ..study import RTStudy, atomic_output, check_output_location, is_within, load_study_entry, write_study
@@ -47,13 +48,23 @@ SUMMARY_NAME = "deface_summary.json"
 QA_NAME = "deface_qa.png"
 
 
+#: printed on every run that keeps the patient's identity, and recorded in its summary
+KEEP_IDENTITY_WARNING = (
+    "WARNING: --keep-identity: the output is defaced but NOT de-identified: it keeps the patient's name, ID, "
+    "birth date, dates, institution, staff names, private attributes and the original descriptors. "
+    "Do not share it as anonymised data."
+)
+
+
 @dataclass
 class DefaceOptions:
     """Everything that changes what is removed or written.
 
-    ``deidentification`` (a :class:`DefaceRTLib.deidentify.DeidentificationOptions`)
-    switches header de-identification on; ``pseudonym_map_path`` is where the
-    pseudonym CSV goes (outside the output tree; default beside it).
+    ``deidentification`` (a :class:`DefaceRTLib.deidentify.DeidentificationOptions`;
+    on by default, with the PS3.15 options radiotherapy research uses)
+    de-identifies the headers; ``None`` keeps the patient's identity (the
+    summary then records :data:`KEEP_IDENTITY_WARNING`). ``pseudonym_map_path``
+    is where the pseudonym CSV goes (outside the output tree; default beside it).
     ``qa_folder`` is where the QA figures go: they show the original face, so
     they are never written into the (shareable) output tree; by default they
     go to ``OUTPUT-qa`` beside it, one ``<study>/deface_qa.png`` per study.
@@ -70,7 +81,7 @@ class DefaceOptions:
     eye_radius_mm: float = DEFAULT_EYE_RADIUS_MM
     auto_landmarks: bool = False
     auto_landmarks_min_confidence: Optional[float] = None
-    deidentification: Optional[object] = None
+    deidentification: Optional[DeidentificationOptions] = field(default_factory=DeidentificationOptions)
     pseudonym_map_path: Optional[Path] = None
     write_mask: bool = True
     write_seg: bool = False
@@ -86,6 +97,7 @@ class DefaceOptions:
             "eye_radius_mm": self.eye_radius_mm,
             "auto_landmarks": self.auto_landmarks,
             "deidentified": self.deidentification is not None,
+            "identity_kept": self.deidentification is None,
         }
 
 
@@ -522,7 +534,7 @@ def deface_path(
     with contextlib.ExitStack() as stack:
         tmp = stack.enter_context(atomic_output(output_path, [input_path], overwrite))
         # entered second, so it is completed (or removed) before the output
-        qa_tmp = stack.enter_context(atomic_output(qa_root, [input_path], overwrite)) if qa_root else None
+        qa_tmp = stack.enter_context(atomic_output(qa_root, [input_path], overwrite, private=True)) if qa_root else None
         run_all(tmp, qa_tmp)
         if not any(o.status == "ok" for o in report.outcomes):
             first = report.outcomes[0] if report.outcomes else None
@@ -607,13 +619,15 @@ def _check_map_location(map_path: Path, output: Path, input_path: Path, what: st
 
 
 def _write_and_verify(result, study, folder, options, pseudonym, source, rel, verify_written, qa_file=None) -> StudyOutcome:
-    deid = options.deidentification
-    finalize = None
-    if deid is not None and pseudonym is not None:
-        from ..deidentify import deidentify_dataset
+    from ..deidentify import deidentify_dataset, mark_defaced
 
-        def finalize(ds: Dataset) -> None:
+    deid = options.deidentification
+
+    def finalize(ds: Dataset) -> None:
+        if deid is not None and pseudonym is not None:
             deidentify_dataset(ds, deid, pseudonym)
+        if "PixelData" in ds and str(ds.get("Modality", "")) != "RTDOSE":
+            mark_defaced(ds)  # the face is gone: Recognizable Visual Features NO
 
     uid_map = UIDMap(salt=options.uid_salt)
     t = time.perf_counter()
@@ -628,8 +642,12 @@ def _write_and_verify(result, study, folder, options, pseudonym, source, rel, ve
     if deid is not None:
         summary["source"] = None
         summary["patient"] = pseudonym.patient_id if pseudonym else None
+        summary["deidentification"] = {"identity_kept": False, "pseudonym": summary["patient"]}
+        # ROI names, eye names and messages of the summary are cleaned as the headers were
+        summary = _clean_summary(summary, study)
     else:
         summary["source"] = source
+        summary["deidentification"] = {"identity_kept": True, "warning": KEEP_IDENTITY_WARNING}
     write_summary(summary, folder)
     status = "ok" if verification.passed else "verification failed"
     return StudyOutcome(
@@ -639,6 +657,18 @@ def _write_and_verify(result, study, folder, options, pseudonym, source, rel, ve
         "; ".join(verification.failures()),
         summary,
     )
+
+
+def _clean_summary(summary: dict, study: RTStudy) -> dict:
+    """``summary`` with every string cleaned of what identified the study's
+    objects (:func:`DefaceRTLib.deidentify.scrub_json`)."""
+    from ..deidentify import scrub_json, study_identifying_strings
+
+    datasets = list(study.image.datasets[:1]) + list(study.plans)
+    if study.structure_set is not None:
+        datasets.append(study.structure_set.dataset)
+    datasets += [d.dataset for d in study.doses if d.dataset is not None]
+    return scrub_json(summary, study_identifying_strings(datasets))
 
 
 def _write_run_report(report: RunReport, folder: Path, deidentified: bool) -> None:

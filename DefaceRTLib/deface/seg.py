@@ -10,7 +10,10 @@ default. :func:`read_removed_region_seg` reads it back onto the CT grid
 
 The patient and study attributes come from the written CT headers, so a
 de-identified CT gives a de-identified SEG; the de-identification markers
-(Patient Identity Removed, method) are copied from them too.
+(Patient Identity Removed, method, Recognizable Visual Features) are copied
+from them too, and the SEG's own dates and times (content, instance
+creation, contribution) are the CT's shifted content date and time, not
+today's.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ SEGMENT_LABEL = "Removed region (defaced)"
 
 #: copied from the written CT so the SEG says it is de-identified as they do
 _DEIDENTIFICATION_KEYWORDS = (
+    "RecognizableVisualFeatures",
     "PatientIdentityRemoved",
     "DeidentificationMethod",
     "DeidentificationMethodCodeSequence",
@@ -77,7 +81,35 @@ def removed_region_seg(mask: np.ndarray, ct_headers: Sequence[Dataset], series_u
     for keyword in _DEIDENTIFICATION_KEYWORDS:
         if keyword in first:
             seg[keyword] = first[keyword]
+    if str(first.get("PatientIdentityRemoved", "")) == "YES":
+        _dates_from(seg, first)
     return seg
+
+
+def _dates_from(seg: Dataset, ct: Dataset) -> None:
+    """Give the SEG the (shifted) content date and time of the de-identified
+    CT instead of today's real ones, everywhere it has a date or time:
+    every DA, TM and DT of the SEG but the study's (copied from the CT) is
+    replaced, nested sequences (Contributing Equipment) included."""
+    date = str(ct.get("ContentDate", "") or ct.get("SeriesDate", "") or ct.get("StudyDate", "") or "19000101")
+    time = str(ct.get("ContentTime", "") or ct.get("SeriesTime", "") or ct.get("StudyTime", "") or "000000")
+    study = {0x00080020, 0x00080030}  # Study Date and Time: the CT's already
+
+    def visit(ds: Dataset) -> None:
+        for elem in ds:
+            if elem.VR == "SQ":
+                for item in elem.value or []:
+                    visit(item)
+            elif int(elem.tag) in study or elem.value in (None, ""):
+                continue
+            elif elem.VR == "DA":
+                elem.value = date
+            elif elem.VR == "TM":
+                elem.value = time
+            elif elem.VR == "DT":
+                elem.value = date + time
+
+    visit(seg)
 
 
 def _segmentation(hd, mask, ct_headers, description, series_uid, sop_uid):

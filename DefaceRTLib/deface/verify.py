@@ -8,7 +8,8 @@ Re-reads what was written and checks, independently of the in-memory result:
 * ``image_unchanged``: every other voxel, kept-structure voxels included,
   is identical to the input;
 * ``no_removed_rois``: no eye, lens or cornea ROI remains;
-* ``kept_rois_untouched``: kept ROIs have exactly their input contours;
+* ``kept_rois_untouched``: kept ROIs have exactly their input contours
+  (ROIs are matched by ROI Number: de-identification may clean their names);
 * ``no_vertex_in_region``: no vertex of a non-kept ROI lies in the removed
   region (more than :data:`VERTEX_TOLERANCE_MM` anterior to the coronal
   plane and outside every kept polygon of its plane);
@@ -84,11 +85,15 @@ def verify_written(result, written: Dict[str, List[Path]], options, deidentified
     if written.get("rtstruct"):
         ss_out = StructureSet.read(written["rtstruct"][0])
         names = ss_out.names()
-        kept_rois = [ss_out.roi(n) for n in rules.kept(names)]
-        left = rules.removed(names)
+        # ROIs are matched by number: de-identification may have cleaned their names
+        ss_in = original.structure_set
+        kept_numbers = {r.number for r in (ss_in or ss_out).rois if rules.is_kept(r.name)}
+        removed_numbers = {r.number for r in ss_in.rois if rules.is_removed(r.name)} if ss_in is not None else set()
+        kept_rois = [r for r in ss_out.rois if r.number in kept_numbers]
+        left = [r.name for r in ss_out.rois if rules.is_removed(r.name) or r.number in removed_numbers]
         report.add("no_removed_rois", not left, f"still present: {left}" if left else f"{len(names)} ROIs remain")
-        _check_kept_untouched(report, original.structure_set, ss_out, rules)
-        _check_vertices(report, ss_out, region, rules, original.image.geometry)
+        _check_kept_untouched(report, ss_in, ss_out, kept_numbers)
+        _check_vertices(report, ss_out, region, kept_numbers, original.image.geometry)
 
     # --------------------------------------------------------------- image
     image = open_image_series(written["image"])
@@ -171,35 +176,35 @@ def _check_seg(report, path: Path, image: ImageSeries, m) -> None:
     report.add("seg_matches", differ == 0, f"{int(seg.sum())} voxels in the SEG, {differ} differ from the removed region")
 
 
-def _check_kept_untouched(report, ss_in, ss_out, rules) -> None:
+def _check_kept_untouched(report, ss_in, ss_out, kept_numbers) -> None:
     if ss_in is None:
         return
     bad = []
-    for name in rules.kept(ss_in.names()):
-        a = ss_in.roi(name).contours
-        try:
-            b = ss_out.roi(name).contours
-        except KeyError:
-            bad.append(f"{name} missing")
+    out_by_number = {r.number: r for r in ss_out.rois}
+    kept = [r for r in ss_in.rois if r.number in kept_numbers]
+    for roi in kept:
+        a = roi.contours
+        if roi.number not in out_by_number:
+            bad.append(f"{roi.name} missing")
             continue
+        b = out_by_number[roi.number].contours
         if len(a) != len(b) or any(
             ca.points.shape != cb.points.shape or not np.allclose(ca.points, cb.points, atol=1e-3) for ca, cb in zip(a, b)
         ):
-            bad.append(name)
-    report.add("kept_rois_untouched", not bad, f"changed: {bad}" if bad else f"{len(rules.kept(ss_in.names()))} kept ROIs identical")
+            bad.append(roi.name)
+    report.add("kept_rois_untouched", not bad, f"changed: {bad}" if bad else f"{len(kept)} kept ROIs identical")
 
 
-def _check_vertices(report, ss_out, region, rules, geometry) -> None:
+def _check_vertices(report, ss_out, region, kept_numbers, geometry) -> None:
     import shapely
     from shapely import points as shp_points
 
     planes = PlaneIndex(geometry)
-    kept_names = set(rules.kept(ss_out.names()))
-    kept = kept_polygons_by_plane([ss_out.roi(n) for n in kept_names], planes, region)
+    kept = kept_polygons_by_plane([r for r in ss_out.rois if r.number in kept_numbers], planes, region)
     grown: dict = {}
     bad = []
     for roi in ss_out.rois:
-        if roi.name in kept_names:
+        if roi.number in kept_numbers:
             continue
         count = 0
         for c in roi.contours:
