@@ -24,7 +24,7 @@ installcore:
 demo: install
 	rm -rf $(DEMO)
 	$(VENV)/bin/defacert phantom $(DEMO)/original
-	$(VENV)/bin/defacert deface $(DEMO)/original $(DEMO)/defaced --deidentify --pseudonym-map $(DEMO)/pseudonyms.csv
+	$(VENV)/bin/defacert deface $(DEMO)/original $(DEMO)/defaced --pseudonym-map $(DEMO)/pseudonyms.csv
 	$(VENV)/bin/defacert render $(DEMO)/original $(DEMO)/render-original.png
 	$(VENV)/bin/defacert render $(DEMO)/defaced $(DEMO)/render-defaced.png
 	$(VENV)/bin/defacert face-distance --same-frame $(DEMO)/original $(DEMO)/defaced
