@@ -435,12 +435,21 @@ def test_batch_deface_tree_and_compare_cohort(synthetic_cohort, tmp_path):
     again = _run("deface_tree.py", synthetic_cohort, out)
     assert again.returncode != 0
 
+    # de-identified by default: one <pseudonym>/study_NNN folder per study, the map beside the output
+    import pydicom
+
+    from DefaceRTLib.deidentify import PseudonymMap
+
+    assert "WARNING" not in result.stderr
+    pseudonyms = {original: p.patient_id for original, _, p in PseudonymMap.load(tmp_path / "defaced-pseudonyms.csv").items()}
     manifest = tmp_path / "manifest.csv"
     rows = ["patient,original,compared"]
     for patient_dir in sorted(p for p in synthetic_cohort.iterdir() if p.is_dir()):
         original = patient_dir / "tp0"
-        defaced = out / original.relative_to(synthetic_cohort)
-        assert defaced.is_dir(), f"no output for {original}"
+        studies = sorted((out / pseudonyms[patient_dir.name]).glob("study_*"))
+        assert len(studies) == 1, f"no output for {original}"
+        defaced = studies[0]
+        assert pydicom.dcmread(next(defaced.glob("RTSTRUCT*.dcm"))).PatientIdentityRemoved == "YES"
         rows.append(f"{patient_dir.name},{original},{defaced}")
     manifest.write_text("\n".join(rows) + "\n")
     table = tmp_path / "cohort"

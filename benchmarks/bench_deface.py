@@ -1,13 +1,14 @@
 """Per-patient defacing time and peak memory on the synthetic 512 x 512 x 180 patient with dose.
 
 Times read + deface + write + verify (``deface_path`` on one patient folder,
-labelmap and JSON included; the optional QA figure and DICOM SEG only with
-``--qa`` / ``--seg``) and prints the median over repeats, the CPU time and
+with the default header de-identification, labelmap and JSON included; the
+optional QA figure and DICOM SEG only with ``--qa`` / ``--seg``; without
+de-identification with ``--keep-identity``) and prints the median over repeats, the CPU time and
 the peak memory: the process's maximum resident set size (``resource.getrusage``, includes the
 Python interpreter and the libraries) and the peak of Python allocations
 during one run (``tracemalloc``, numpy arrays included).
 
-    python benchmarks/bench_deface.py [--repeats 5] [--qa] [--seg]
+    python benchmarks/bench_deface.py [--repeats 5] [--qa] [--seg] [--keep-identity]
 
 Targets (issue 3): <= 2 s and <= 1.5 GB per patient on a 2-core machine.
 """
@@ -33,6 +34,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--qa", action="store_true", help="include the QA figure in the timed run")
     parser.add_argument("--seg", action="store_true", help="include the DICOM SEG of the removed region (needs highdicom)")
+    parser.add_argument("--keep-identity", action="store_true", help="time without header de-identification")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench_deface_"))
     try:
@@ -43,6 +45,8 @@ def main() -> int:
               f"{patient.study.doses[0].array.shape} in {time.perf_counter() - t:.1f} s")
         del patient
         options = DefaceOptions(write_qa_figure=args.qa, write_seg=args.seg)
+        if args.keep_identity:
+            options.deidentification = None
         times, stages, cpu = [], [], []
         traced_peak = 0
         # args.repeats timed runs, then one more under tracemalloc for the allocation peak only
@@ -72,6 +76,7 @@ def main() -> int:
         s = stages[1:][min(range(len(warm)), key=lambda i: abs(warm[i] - median))] if len(times) > 1 else stages[0]
         peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # kB on Linux
         extras = (" + QA figure" if args.qa else "") + (" + DICOM SEG" if args.seg else "")
+        extras += ", identity kept" if args.keep_identity else ", de-identified (the default)"
         print(f"per-patient time (read + deface + write + verify{extras}): "
               f"median {median:.2f} s over {len(warm)} runs (min {min(warm):.2f}, max {max(warm):.2f}); "
               f"first run of the process (imports, caches) {cold:.2f} s")

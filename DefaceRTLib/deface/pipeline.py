@@ -650,11 +650,12 @@ def _write_and_verify(result, study, folder, options, pseudonym, source, rel, ve
         summary["deidentification"] = {"identity_kept": True, "warning": KEEP_IDENTITY_WARNING}
     write_summary(summary, folder)
     status = "ok" if verification.passed else "verification failed"
+    failures = [f"{c['name']}: {c['detail']}" for c in summary["verification"]["checks"] if not c["passed"]]
     return StudyOutcome(
         source if deid is None else f"study {rel}",
         str(rel),
         status,
-        "; ".join(verification.failures()),
+        "; ".join(failures),  # from the (cleaned) summary: ROI names as written
         summary,
     )
 
