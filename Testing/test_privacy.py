@@ -275,3 +275,14 @@ def test_dciodvfy_no_new_errors_on_any_object_kind(with_seg, planted, tmp_path):
         if new:
             new_errors[kind] = new
     assert new_errors == {}
+
+
+def test_help_says_what_the_default_is_and_the_two_modes_exclude_each_other(capsys, tmp_path):
+    with pytest.raises(SystemExit) as info:
+        main(["deface", "--help"])
+    assert info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "The headers are de-identified by default" in text and "--keep-identity" in text
+    with pytest.raises(SystemExit) as info:
+        main(["deface", str(tmp_path), str(tmp_path / "o"), "--deidentify", "--keep-identity"])
+    assert info.value.code == 2
