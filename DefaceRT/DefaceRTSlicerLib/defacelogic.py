@@ -410,6 +410,8 @@ class DefaceRTLogic:
             args.append("--deidentify")
             if salt:
                 args += ["--salt", salt]  # never stored: see the module docstring
+        else:
+            args.append("--keep-identity")  # de-identification is the command's default
         if p.writeSeg:
             args.append("--seg")
         return args
