@@ -327,7 +327,7 @@ def write_result(
         from .qa import qa_figure
 
         qa_file.parent.mkdir(parents=True, exist_ok=True)
-        qa_figure(result, qa_file)
+        qa_figure(result, qa_file, title=str(result.original.source) if result.original.source else None)
         written["qa"] = [qa_file]
         result.timings["qa_figure_s"] = time.perf_counter() - t
     return written

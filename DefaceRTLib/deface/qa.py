@@ -1,18 +1,30 @@
 """QA figure: axial, sagittal and coronal views before and after defacing.
 
-Top row: the input CT with the removed region in red and the cut planes;
-bottom row: the defaced CT with the defaced dose (colour wash) and, on the
-axial view, the defaced contours. Views are in patient coordinates whatever
-the orientation: axial with anterior up and the patient's left on the right
-of the screen's image (radiological), sagittal with anterior on the left and
-superior up, coronal with superior up. Rendered with matplotlib's Agg backend
-(no display needed).
+Two rows of three equal, aligned panels (the same square field of view in
+mm, so one millimetre is the same size in every panel): the input CT on top,
+the defaced CT below, each with its own dose (colour wash on one colour
+scale, shown by the colour bar), its own contours, the cut planes and the
+eye centres; the removed region is filled in the top row and outlined in the
+bottom row. The views, in patient coordinates whatever the orientation:
+
+* axial through the eye middle plane, anterior up, the patient's left on the
+  right of the screen (radiological);
+* sagittal through an eye centre (the first eye landmark), anterior left,
+  superior up; contours are planar (transverse), so this view shows where
+  they cross the plane, as dots;
+* coronal through the front of the eyes, superior up, the patient's left on
+  the right.
+
+Every title gives the position of its plane in mm (LPS) before and after.
+Text is at least :data:`MIN_FONT_PX` pixels high at the PNG's native size
+(:data:`DPI`). Rendered with matplotlib's Agg backend (no display needed).
+:func:`qa_thumbnails` writes small sagittal views for the cohort report.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -20,6 +32,29 @@ from ..geometry import ImageGeometry
 
 # (row LPS axis, column LPS axis) of each view, rows/cols by increasing coordinate unless flipped
 _VIEWS = {2: (1, 0, False), 0: (2, 1, True), 1: (2, 0, True)}  # axis: (row axis, col axis, flip rows)
+#: orientation letters (top, bottom, left, right) of each view
+_LETTERS = {2: ("A", "P", "R", "L"), 0: ("S", "I", "A", "P"), 1: ("S", "I", "R", "L")}
+
+#: resolution of the written PNG (pixels per inch)
+DPI = 100
+#: smallest text height at native size, pixels
+MIN_FONT_PX = 13
+#: square panel side, pixels
+PANEL_PX = 360
+#: dose below this fraction of the maximum dose is not coloured
+DOSE_FLOOR = 0.05
+REMOVED_COLOUR = "#ff3030"
+CUT_COLOUR = "#ffd700"
+EYE_COLOUR = "#00e5ff"
+DOSE_CMAP = "turbo"
+DOSE_ALPHA = 0.4
+#: most ROIs listed in the legend (the rest are summarised)
+MAX_LEGEND_ROIS = 18
+
+
+def _pt(px: float) -> float:
+    """Font size in points for ``px`` pixels at :data:`DPI`."""
+    return px * 72.0 / DPI
 
 
 def plane(array: np.ndarray, geometry: ImageGeometry, lps_axis: int, coord: float) -> Tuple[np.ndarray, list, float]:
@@ -53,8 +88,8 @@ def plane(array: np.ndarray, geometry: ImageGeometry, lps_axis: int, coord: floa
     return img, extent, float(coords_n[idx])
 
 
-def _dose_on_plane(dose, geometry: ImageGeometry, lps_axis: int, coord: float) -> Optional[np.ndarray]:
-    """Dose (nearest dose voxel) at the voxel centres of one CT view."""
+def _dose_on_plane(dose, geometry: ImageGeometry, lps_axis: int, coord: float) -> np.ndarray:
+    """Dose (nearest dose voxel) at the voxel centres of one CT view (0 outside the dose grid)."""
     row_ax, col_ax, flip = _VIEWS[lps_axis]
     rc = np.sort(geometry.patient_axis_coordinates(row_ax))
     cc = np.sort(geometry.patient_axis_coordinates(col_ax))
@@ -72,65 +107,301 @@ def _dose_on_plane(dose, geometry: ImageGeometry, lps_axis: int, coord: float) -
     return out[::-1] if flip else out
 
 
-def qa_figure(result, path: Path, dpi: int = 70) -> Path:
-    """Write the QA figure of a :class:`~.pipeline.DefaceResult` as PNG."""
+def _crossings(points: np.ndarray, axis: int, coord: float) -> np.ndarray:
+    """Points where a closed polygon crosses the plane ``points[:, axis] == coord``."""
+    p = np.asarray(points, dtype=float)
+    q = np.roll(p, -1, axis=0)
+    a = p[:, axis] - coord
+    b = q[:, axis] - coord
+    hit = (a <= 0) != (b <= 0)
+    if not hit.any():
+        return np.zeros((0, 3))
+    t = a[hit] / (a[hit] - b[hit])
+    return p[hit] + t[:, None] * (q[hit] - p[hit])
+
+
+def field_of_view(image, lm, margin_mm: float = 15.0, below_eyes_mm: float = 60.0) -> Tuple[float, Tuple[float, float, float]]:
+    """Side (mm) and centre (LPS mm) of the square window every panel shows:
+    the width and depth of the head (voxels above -400 HU on the slices from
+    ``below_eyes_mm`` under the eye plane upwards; shoulders and table do not
+    count) plus margins, from the top of the head down; the eye plane is
+    always inside."""
+    g = image.geometry
+    z = g.index_to_lps(np.stack([np.zeros(g.size[2]), np.zeros(g.size[2]), np.arange(g.size[2])], axis=1))[:, 2]
+    head = z >= lm.z_cut - below_eyes_mm
+    if not head.any() or not g.is_axis_aligned or g.array_axis_of((0.0, 0.0, 1.0))[0] != 0:  # slices not along z
+        head = np.ones(g.size[2], dtype=bool)
+    body = image.array[head] > -400
+    if not body.any():
+        body = np.ones_like(body)
+    kk = np.nonzero(head)[0]
+    idx = [np.nonzero(body.any(axis=tuple(a for a in range(3) if a != ax)))[0] for ax in range(3)]  # k, j, i
+    idx[0] = kk[idx[0]]
+    corners = np.array([[i, j, k] for i in (idx[2][0], idx[2][-1]) for j in (idx[1][0], idx[1][-1]) for k in (idx[0][0], idx[0][-1])], float)
+    lps = g.index_to_lps(corners)
+    lo, hi = lps.min(axis=0), lps.max(axis=0)
+    side = float(max(hi[0] - lo[0], hi[1] - lo[1])) + 2 * margin_mm
+    top = float(hi[2]) + margin_mm
+    cz = top - side / 2
+    if lm.z_cut < top - side + margin_mm:  # a tall head: keep the eye plane in view
+        cz = lm.z_cut + side / 2 - margin_mm
+    return side, (float((lo[0] + hi[0]) / 2), float((lo[1] + hi[1]) / 2), cz)
+
+
+def _window(axis: int, side: float, centre: Sequence[float]) -> Tuple[Tuple[float, float], Tuple[float, float]]:
+    """(xlim, ylim) of a view, in the orientation of :func:`plane`'s extent."""
+    row_ax, col_ax, flip = _VIEWS[axis]
+    h = side / 2
+    xlim = (centre[col_ax] - h, centre[col_ax] + h)
+    ylim = (centre[row_ax] - h, centre[row_ax] + h) if flip else (centre[row_ax] + h, centre[row_ax] - h)
+    return xlim, ylim
+
+
+def _view_points(points: np.ndarray, axis: int) -> Tuple[np.ndarray, np.ndarray]:
+    """(horizontal, vertical) display coordinates of LPS points in a view."""
+    row_ax, col_ax, _ = _VIEWS[axis]
+    return points[:, col_ax], points[:, row_ax]
+
+
+def _roi_roles(result) -> Dict[str, str]:
+    edits = result.structure_edits
+    if edits is None:
+        return {}
+    roles = {n: "removed" for n in edits.removed}
+    roles.update({n: "kept" for n in edits.kept})
+    roles.update({e.name: "clipped" for e in edits.clipped})
+    return roles
+
+
+def _draw_contours(ax, ss, axis: int, at: float, spacing_z: float) -> List[str]:
+    """Draw a structure set's contours on one view; returns the ROI names drawn."""
+    drawn = []
+    if ss is None:
+        return drawn
+    for roi in ss.rois:
+        colour = np.asarray(roi.color[:3], float) / 255.0
+        shown = False
+        if axis == 2:
+            for c in roi.closed_contours:
+                if abs(float(c.points[:, 2].mean()) - at) <= spacing_z / 2:
+                    p = np.vstack([c.points, c.points[:1]])
+                    ax.plot(p[:, 0], p[:, 1], color=colour, lw=1.2)
+                    shown = True
+        else:
+            pts = [_crossings(c.points, axis, at) for c in roi.closed_contours]
+            pts = [p for p in pts if len(p)]
+            if pts:
+                h, v = _view_points(np.vstack(pts), axis)
+                ax.plot(h, v, ls="none", marker="o", ms=2.2, mew=0, color=colour)
+                shown = True
+        if shown:
+            drawn.append(roi.name)
+    return drawn
+
+
+def _scale_bar(ax, xlim, ylim, length_mm: float = 50.0) -> None:
+    x0 = min(xlim) + 0.05 * abs(xlim[1] - xlim[0])
+    span_y = ylim[1] - ylim[0]  # signed: negative when the view's y runs downwards
+    y0 = ylim[0] + 0.05 * span_y
+    ax.plot([x0, x0 + length_mm], [y0, y0], color="white", lw=3, solid_capstyle="butt")
+    ax.text(x0 + length_mm / 2, y0 + 0.02 * span_y, f"{length_mm:g} mm", color="white", ha="center", va="bottom",
+            fontsize=_pt(MIN_FONT_PX))
+
+
+def _letters(ax, axis: int) -> None:
+    top, bottom, left, right = _LETTERS[axis]
+    kw = dict(color="white", fontsize=_pt(MIN_FONT_PX + 2), fontweight="bold", transform=ax.transAxes)
+    ax.text(0.5, 0.985, top, ha="center", va="top", **kw)
+    ax.text(0.5, 0.015, bottom, ha="center", va="bottom", **kw)
+    ax.text(0.012, 0.5, left, ha="left", va="center", **kw)
+    ax.text(0.988, 0.5, right, ha="right", va="center", **kw)
+
+
+def _cut_lines(ax, axis: int, at: float, region, xlim, ylim) -> None:
+    kw = dict(color=CUT_COLOUR, ls="--", lw=1.4)
+    z_top = max(ylim)
+    if axis == 0:  # sagittal: y horizontal (anterior left), z vertical
+        ax.plot([min(xlim), region.y_cut, region.y_cut], [region.z_cut, region.z_cut, z_top], **kw)
+    elif axis == 1:  # coronal
+        ax.axhline(region.z_cut, **kw)
+    elif at >= region.z_cut:  # axial above the eye plane
+        ax.axhline(region.y_cut, **kw)
+
+
+def _titles(result, coords: Dict[int, float], shown: Dict[int, float]) -> Dict[int, str]:
+    eye = result.landmarks.eyes[0]
+    return {
+        2: f"axial, eye middle plane\nz = {shown[2]:.1f} mm",
+        0: f"sagittal, {eye.name} centre\nx = {shown[0]:.1f} mm",
+        1: f"coronal, front of the eyes\ny = {shown[1]:.1f} mm",
+    }
+
+
+def qa_figure(result, path: Path, dpi: int = DPI, title: Optional[str] = None) -> Path:
+    """Write the QA figure of a :class:`~.pipeline.DefaceResult` as PNG.
+
+    ``title`` (e.g. the study's folder) heads the figure. ``dpi`` other than
+    :data:`DPI` scales the whole figure (text is :data:`MIN_FONT_PX` high at :data:`DPI`)."""
+    build_qa_figure(result, title).savefig(str(path), dpi=dpi)
+    return Path(path)
+
+
+def removed_tissue_cc(result, hu: float = -400.0) -> float:
+    """Volume (cc) of the removed region that was tissue (above ``hu``) in the input CT."""
+    g = result.original.image.geometry
+    n = int(np.count_nonzero(result.original.image.array[result.image_mask.mask] > hu))
+    return n * float(np.prod(g.spacing)) / 1000.0
+
+
+def build_qa_figure(result, title: Optional[str] = None):
+    """The QA figure (a matplotlib ``Figure``; see the module docstring)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
 
     before = result.original.image
     after = result.defaced.image
     g = before.geometry
     lm = result.landmarks
     region = result.region
-    centre = np.mean([e.centroid for e in lm.eyes], axis=0)
-    anterior = min(e.anterior_y for e in lm.eyes)
-    coords = {2: lm.middle_plane_z, 0: float(centre[0]), 1: float(anterior)}
-    titles = {2: "axial (eye middle plane)", 0: "sagittal (eye centre)", 1: "coronal (front of the eyes)"}
-    fig = Figure(figsize=(12, 8))
-    axes = fig.subplots(2, 3)
-    dose = result.defaced.doses[0] if result.defaced.doses else None
+    eye = lm.eyes[0]
+    front = min(e.anterior_y for e in lm.eyes)
+    coords = {2: lm.middle_plane_z, 0: float(eye.centroid[0]), 1: float(front)}
+    side, centre = field_of_view(before, lm)
+
+    # layout in pixels: left margin, three panels, legend column; title band, two rows
+    left, gap, legend_w, top_band, title_h, bottom = 24, 18, 300, 78, 52, 16
+    width = left + 3 * PANEL_PX + 2 * gap + 24 + legend_w
+    height = top_band + 2 * (title_h + PANEL_PX) + bottom
+    fig = Figure(figsize=(width / DPI, height / DPI), facecolor="white")
+    fs = _pt(MIN_FONT_PX)
+
+    dose_b = result.original.doses[0] if result.original.doses else None
+    dose_a = result.defaced.doses[0] if result.defaced.doses else None
+    dmax = float(dose_b.array.max()) if dose_b is not None and dose_b.array.size else 0.0
+    norm = Normalize(vmin=DOSE_FLOOR * dmax, vmax=dmax) if dmax > 0 else None
+    units = (getattr(dose_b, "units", "") or "Gy") if dose_b is not None else ""
+    units = "Gy" if units.upper() == "GY" else units
+
+    drawn_rois: set = set()
+    shown: Dict[int, float] = {}
+    panels = {}
     for col, axis in enumerate((2, 0, 1)):
         img_b, extent, at = plane(before.array, g, axis, coords[axis])
         img_a, _, _ = plane(after.array, g, axis, coords[axis])
         msk, _, _ = plane(result.image_mask.mask, g, axis, coords[axis])
-        for row, img in enumerate((img_b, img_a)):
-            ax = axes[row, col]
+        shown[axis] = at
+        xlim, ylim = _window(axis, side, centre)
+        for row, (img, ss, dose) in enumerate(
+            ((img_b, result.original.structure_set, dose_b), (img_a, result.defaced.structure_set, dose_a))
+        ):
+            x0 = left + col * (PANEL_PX + gap)
+            y0 = bottom + (1 - row) * (PANEL_PX + title_h)
+            ax = fig.add_axes((x0 / width, y0 / height, PANEL_PX / width, PANEL_PX / height), facecolor="black")
+            panels[(row, axis)] = ax
             ax.imshow(img, cmap="gray", vmin=-1000, vmax=1000, extent=extent, interpolation="nearest")
+            if msk.any():
+                if row == 0:
+                    ax.imshow(np.ma.masked_where(~msk, msk), cmap="autumn", alpha=0.35, extent=extent,
+                              interpolation="nearest")
+                else:
+                    ax.contour(msk.astype(np.uint8), levels=[0.5], colors=[REMOVED_COLOUR], linewidths=1.2,
+                               extent=extent, origin="upper")
+            if dose is not None and norm is not None:
+                d = _dose_on_plane(dose, g, axis, at)
+                if d.max() >= norm.vmin:
+                    ax.imshow(np.ma.masked_where(d < norm.vmin, d), cmap=DOSE_CMAP, norm=norm, alpha=DOSE_ALPHA,
+                              extent=extent, interpolation="nearest")
+            drawn_rois.update(_draw_contours(ax, ss, axis, at, g.spacing[2]))
+            _cut_lines(ax, axis, at, region, xlim, ylim)
+            pts = np.array([e.centroid for e in lm.eyes], float)
+            if axis == 0:
+                pts = pts[:1]
+            h, v = _view_points(pts, axis)
+            ax.plot(h, v, ls="none", marker="+", ms=14, mew=2, color=EYE_COLOUR)
+            ax.set_xlim(*xlim)
+            ax.set_ylim(*ylim)
             ax.set_xticks([])
             ax.set_yticks([])
-            if row == 0:
-                ax.imshow(np.ma.masked_where(~msk, msk), cmap="autumn", alpha=0.35, extent=extent, interpolation="nearest")
-                ax.set_title(f"before: {titles[axis]} at {at:.1f} mm", fontsize=8)
-            else:
-                ax.set_title(f"after: {titles[axis]}", fontsize=8)
-                if dose is not None:
-                    d = _dose_on_plane(dose, g, axis, at)
-                    if d is not None and d.max() > 0:
-                        ax.imshow(np.ma.masked_where(d <= 0.05 * d.max(), d), cmap="jet", alpha=0.3, extent=extent, interpolation="nearest")
-            if axis == 0:  # sagittal: y horizontal, z vertical
-                ax.plot([extent[0], region.y_cut, region.y_cut], [region.z_cut, region.z_cut, extent[3]], "y--", lw=0.8)
-            elif axis == 1:
-                ax.axhline(region.z_cut, color="y", ls="--", lw=0.8)
-            elif at >= region.z_cut:
-                ax.axhline(region.y_cut, color="y", ls="--", lw=0.8)
-        for row, ss in enumerate((result.original.structure_set, result.defaced.structure_set)):
-            if ss is None or axis != 2:
-                continue
-            for roi in ss.rois:
-                colour = np.asarray(roi.color[:3]) / 255.0
-                for c in roi.closed_contours:
-                    if abs(float(c.points[:, 2].mean()) - at) <= g.spacing[2] / 2:
-                        p = np.vstack([c.points, c.points[:1]])
-                        axes[row, col].plot(p[:, 0], p[:, 1], color=colour, lw=0.7)
-            axes[row, col].set_xlim(extent[0], extent[1])
-            axes[row, col].set_ylim(extent[2], extent[3])
-    fig.suptitle(
-        f"DefaceRT: removed {result.image_mask.removed_count} voxels; eye plane z = {region.z_cut:.1f} mm, "
-        f"coronal plane y = {region.y_cut:.1f} mm (LPS)",
-        fontsize=9,
+            _letters(ax, axis)
+            _scale_bar(ax, xlim, ylim)
+    titles = _titles(result, coords, shown)
+    for (row, axis), ax in panels.items():
+        ax.set_title(f"{'BEFORE' if row == 0 else 'AFTER'}: {titles[axis]}", fontsize=fs, loc="center", pad=4)
+
+    # legend and colour bar column
+    lx = left + 3 * PANEL_PX + 2 * gap + 24
+    roles = _roi_roles(result)
+    handles = [
+        Patch(facecolor=REMOVED_COLOUR, alpha=0.6, label="removed region (filled before)"),
+        Line2D([], [], color=REMOVED_COLOUR, lw=1.5, label="removed region (outline after)"),
+        Line2D([], [], color=CUT_COLOUR, ls="--", lw=1.5, label="cut planes"),
+        Line2D([], [], color=EYE_COLOUR, ls="none", marker="+", ms=12, mew=2, label="eye centres"),
+    ]
+    ss_b = result.original.structure_set
+    names = [r.name for r in ss_b.rois if r.name in drawn_rois] if ss_b is not None else []
+    colours = {r.name: np.asarray(r.color[:3], float) / 255.0 for r in ss_b.rois} if ss_b is not None else {}
+    for n in names[:MAX_LEGEND_ROIS]:
+        role = roles.get(n)
+        handles.append(Line2D([], [], color=colours[n], lw=2.5, label=f"{n} ({role})" if role else n))
+    if len(names) > MAX_LEGEND_ROIS:
+        handles.append(Line2D([], [], color="none", label=f"+ {len(names) - MAX_LEGEND_ROIS} more ROIs"))
+    cb_h = 230 if norm is not None else 0
+    lax = fig.add_axes((lx / width, (bottom + cb_h + 40) / height, legend_w / width,
+                        (height - top_band - bottom - cb_h - 40) / height))
+    lax.axis("off")
+    lax.legend(handles=handles, loc="upper left", fontsize=fs, frameon=False, title="legend (contours: ROI colour)",
+               title_fontsize=fs, borderaxespad=0, handlelength=1.8)
+    if norm is not None:
+        cax = fig.add_axes((lx / width, (bottom + 30) / height, 22 / width, cb_h / height))
+        cb = fig.colorbar(ScalarMappable(norm=norm, cmap=DOSE_CMAP), cax=cax)
+        cb.solids.set_alpha(DOSE_ALPHA + 0.3)
+        cb.ax.tick_params(labelsize=fs)
+        fig.text(lx / width, (bottom + 30 + cb_h + 8) / height,
+                 f"dose ({units}), same scale before\nand after; below {DOSE_FLOOR:.0%} of max\n({dmax:.1f} {units}) not shown",
+                 ha="left", va="bottom", fontsize=fs)
+
+    removed_cc = result.image_mask.removed_count * float(np.prod(g.spacing)) / 1000.0
+    tissue_cc = removed_tissue_cc(result)
+    head = f"DefaceRT QA: {title}" if title else "DefaceRT QA"
+    fig.text(0.5, 1 - 10 / height, head, ha="center", va="top", fontsize=_pt(MIN_FONT_PX + 4), fontweight="bold")
+    fig.text(
+        0.5, 1 - 38 / height,
+        f"removed {result.image_mask.removed_count} voxels ({removed_cc:.1f} cc, {tissue_cc:.1f} cc of it above -400 HU); eye plane z = {region.z_cut:.1f} mm, "
+        f"coronal plane y = {region.y_cut:.1f} mm (LPS); eye landmarks from {lm.source}",
+        ha="center", va="top", fontsize=fs,
     )
-    fig.tight_layout()
-    fig.savefig(str(path), dpi=dpi)
-    return Path(path)
+    return fig
+
+
+def qa_thumbnails(result, before_path: Path, after_path: Path, size_px: int = 160) -> Tuple[Path, Path]:
+    """Small sagittal views (through the first eye centre) before, with the
+    removed region in red, and after defacing: the cohort report's thumbnails."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    g = result.original.image.geometry
+    lm = result.landmarks
+    side, centre = field_of_view(result.original.image, lm)
+    xlim, ylim = _window(0, side, centre)
+    x = float(lm.eyes[0].centroid[0])
+    msk, _, _ = plane(result.image_mask.mask, g, 0, x)
+    for img_volume, path, overlay in ((result.original.image, before_path, True), (result.defaced.image, after_path, False)):
+        img, extent, _ = plane(img_volume.array, g, 0, x)
+        fig = Figure(figsize=(size_px / DPI, size_px / DPI), facecolor="black")
+        ax = fig.add_axes((0, 0, 1, 1), facecolor="black")
+        ax.imshow(img, cmap="gray", vmin=-1000, vmax=1000, extent=extent, interpolation="bilinear")
+        if overlay and msk.any():
+            ax.imshow(np.ma.masked_where(~msk, msk), cmap="autumn", alpha=0.35, extent=extent, interpolation="nearest")
+        ax.set_xlim(*xlim)
+        ax.set_ylim(*ylim)
+        ax.axis("off")
+        fig.savefig(str(path), dpi=DPI, facecolor="black")
+    return Path(before_path), Path(after_path)
