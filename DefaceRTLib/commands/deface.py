@@ -89,6 +89,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--qa-folder", type=Path, metavar="DIR",
                    help="where the QA figures go (they show the original face, so never inside OUTPUT; "
                         "default OUTPUT-qa beside it)")
+    g.add_argument("--qa-face", choices=("auto", "renders", "off"), default="auto",
+                   help="face QA in the QA folder and report: frontal skin renders before/after (needs VTK rendering) "
+                        "and, with the face extra installed, the defacing check and face distance (auto, the default); "
+                        "renders only; or off (faster)")
     g.add_argument("--no-mask", action="store_true", help="do not write the removed-region labelmap")
     g.add_argument("--seg", action="store_true",
                    help="also write the removed region as a DICOM SEG referencing the defaced CT (needs highdicom)")
@@ -131,6 +135,7 @@ def build_options(args: argparse.Namespace):
         write_seg=args.seg,
         write_qa_figure=not args.no_qa_figure,
         qa_folder=args.qa_folder,
+        qa_face=args.qa_face,
         uid_salt=args.salt,
     )
 
@@ -196,7 +201,8 @@ def run(args: argparse.Namespace) -> int:
         if report.pseudonym_map:
             print(f"pseudonym map: {report.pseudonym_map} (keep it confidential; it is outside the output)")
         if report.qa_folder:
-            print(f"QA figures: {report.qa_folder} (they show the original face; not for sharing)")
+            print(f"QA report: {Path(report.qa_folder) / 'index.html'} (open it in a browser; it shows the original "
+                  "faces: not for sharing)")
     if report.count("input error"):
         print(f"defacert deface: {report.count('input error')} of {len(report.outcomes)} studies had bad input", file=sys.stderr)
         return 3

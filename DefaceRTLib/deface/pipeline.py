@@ -73,6 +73,10 @@ class DefaceOptions:
     the globes in the image when no eye ROI is found, and checks the eye
     contours against them otherwise (:mod:`.eye_detection`; a pair needs
     ``auto_landmarks_min_confidence``, default 0.5).
+    ``qa_face`` adds frontal face renders before/after and the defacing
+    check to the QA folder (:data:`.qa.FACE_MODES`). Every run with QA
+    figures also writes the cohort QA report, ``index.html`` in the QA
+    folder (:mod:`.report`).
     """
 
     rules: KeywordRules = field(default_factory=KeywordRules)
@@ -87,6 +91,7 @@ class DefaceOptions:
     write_seg: bool = False
     write_qa_figure: bool = True
     qa_folder: Optional[Path] = None
+    qa_face: str = "off"
     uid_salt: Optional[str] = None
 
     def to_dict(self) -> dict:
@@ -324,11 +329,10 @@ def write_result(
         result.timings["write_seg_s"] = time.perf_counter() - t
     if options.write_qa_figure and qa_file is not None:
         t = time.perf_counter()
-        from .qa import qa_figure
+        from .qa import write_study_qa
 
-        qa_file.parent.mkdir(parents=True, exist_ok=True)
-        qa_figure(result, qa_file, title=str(result.original.source) if result.original.source else None)
-        written["qa"] = [qa_file]
+        title = str(result.original.source) if result.original.source else None
+        written["qa"] = write_study_qa(result, qa_file.parent, qa_file.name, options.qa_face, title)
         result.timings["qa_figure_s"] = time.perf_counter() - t
     return written
 
@@ -363,6 +367,7 @@ class StudyOutcome:
     status: str  # "ok", "input error", "verification failed", "dry run"
     message: str = ""
     summary: Optional[dict] = None
+    where: Optional[str] = None  # the file (or folder) an input error is about
 
 
 @dataclass
@@ -482,7 +487,7 @@ def deface_path(
         except DefaceRTError as exc:
             if isinstance(exc, OutputError):
                 raise
-            report.outcomes.append(StudyOutcome(source, None, "input error", str(exc)))
+            report.outcomes.append(StudyOutcome(source, None, "input error", str(exc), where=exc.where))
             return
         if dry_run or tmp is None:
             report.outcomes.append(StudyOutcome(source, None, "dry run", "", result.summary))
@@ -515,8 +520,10 @@ def deface_path(
             outcome.message = "input files changed during the run"
         if outcome.status != "ok":
             _remove_study_output(folder, tmp)
-            if qa_file is not None and qa_file.exists():
-                qa_file.unlink()
+            if qa_file is not None:
+                from .qa import remove_study_qa
+
+                remove_study_qa(qa_file.parent, qa_file.name)
             outcome.output = None
         report.outcomes.append(outcome)
 
@@ -544,6 +551,10 @@ def deface_path(
                 # verification failed everywhere: keep nothing that looks valid
                 raise VerificationError(f"verification failed: {first.message}", first.source)
         _write_run_report(report, tmp, deid is not None)
+        if qa_tmp is not None:
+            from .report import write_cohort_report
+
+            write_cohort_report(qa_tmp, report.outcomes, output_path)
         if pseudonyms is not None and map_path is not None:
             pseudonyms.save(map_path, output_root=output_path)
     report.qa_folder = str(qa_root) if qa_root else None

@@ -405,3 +405,98 @@ def qa_thumbnails(result, before_path: Path, after_path: Path, size_px: int = 16
         ax.axis("off")
         fig.savefig(str(path), dpi=DPI, facecolor="black")
     return Path(before_path), Path(after_path)
+
+
+# ------------------------------------------------------- per-study QA files
+#: files :func:`write_study_qa` writes into a study's QA folder
+THUMB_BEFORE = "thumb_before.png"
+THUMB_AFTER = "thumb_after.png"
+RENDER_BEFORE = "render_before.png"
+RENDER_AFTER = "render_after.png"
+QA_INFO = "qa.json"
+#: ``face`` modes: ``auto`` renders the face before and after when VTK can
+#: render offscreen and runs the defacing check (face regions, recognition
+#: distance) when the face extra is installed too; ``renders`` only renders
+FACE_MODES = ("off", "renders", "auto")
+
+
+def _save_rgb(image: np.ndarray, path: Path) -> None:
+    from PIL import Image
+
+    Image.fromarray(np.ascontiguousarray(image[..., :3]).astype(np.uint8)).save(str(path))
+
+
+def face_qa(result, folder: Path, mode: str = "auto") -> dict:
+    """Frontal skin renders before/after (same camera) and, in ``auto`` mode
+    with the face extra installed, the defacing check; returns what was done
+    (or why not) for ``qa.json``."""
+    if mode not in FACE_MODES:
+        raise ValueError(f"unknown face QA mode {mode!r}; choose from {', '.join(FACE_MODES)}")
+    if mode == "off":
+        return {}
+    try:
+        from ..face._vtk import offscreen_problem
+
+        problem = offscreen_problem()
+    except ImportError as exc:
+        problem = f"VTK is not installed ({exc})"
+    if problem:
+        return {"renders": None, "unavailable": problem}
+    before, after = result.original.image, result.defaced.image
+    info: dict = {}
+    check = None
+    if mode == "auto":
+        from ..face.backends import BackendError, get_backend
+
+        try:
+            get_backend("opencv")
+        except BackendError as exc:
+            info["check_unavailable"] = f"face extra not usable: {exc}"
+        else:
+            from ..face.check import check_defacing
+
+            check = check_defacing(before.array, before.geometry, after.array, after.geometry)
+            info["check"] = check.as_dict()
+    if check is not None:
+        renders = (check.original.render.image, check.defaced.render.image)
+    else:
+        from ..face.distance import render_volume
+
+        r0, lm = render_volume(before.array, before.geometry)
+        r1, _ = render_volume(after.array, after.geometry, landmarks=lm)
+        renders = (r0.image, r1.image)
+    _save_rgb(renders[0], folder / RENDER_BEFORE)
+    _save_rgb(renders[1], folder / RENDER_AFTER)
+    info["renders"] = [RENDER_BEFORE, RENDER_AFTER]
+    return info
+
+
+def write_study_qa(result, folder: Path, figure_name: str, face: str = "off", title: Optional[str] = None) -> List[Path]:
+    """Everything the QA folder holds for one study: the QA figure, the
+    report's thumbnails, the face renders and check (``face``, see
+    :data:`FACE_MODES`) and ``qa.json`` (removed volumes, face results)."""
+    import json
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = [qa_figure(result, folder / figure_name, title=title)]
+    written += list(qa_thumbnails(result, folder / THUMB_BEFORE, folder / THUMB_AFTER))
+    g = result.original.image.geometry
+    info = {
+        "removed_region_cc": round(result.image_mask.removed_count * float(np.prod(g.spacing)) / 1000.0, 3),
+        "removed_tissue_cc": round(removed_tissue_cc(result), 3),
+        "face": face_qa(result, folder, face),
+    }
+    written += [folder / n for n in info["face"].get("renders") or []]
+    with open(folder / QA_INFO, "w", encoding="utf-8") as f:
+        json.dump(info, f, indent=2, default=float)
+    written.append(folder / QA_INFO)
+    return written
+
+
+def remove_study_qa(folder: Path, figure_name: str) -> None:
+    """Remove what :func:`write_study_qa` wrote (a study that failed verification)."""
+    for name in (figure_name, THUMB_BEFORE, THUMB_AFTER, RENDER_BEFORE, RENDER_AFTER, QA_INFO):
+        p = Path(folder) / name
+        if p.exists():
+            p.unlink()
