@@ -99,3 +99,27 @@ def test_png_and_thumbnails(tmp_path, result):
     red = (ib[..., 0].astype(int) - ib[..., 2]) > 80
     assert red.any() and not ((ia[..., 0].astype(int) - ia[..., 2]) > 80).any()  # the removed region, before only
     assert 0 < removed_tissue_cc(result) < result.image_mask.removed_count * np.prod(result.original.image.geometry.spacing) / 1000
+
+
+def test_face_qa_modes(tmp_path, result, monkeypatch):
+    from PIL import Image
+
+    from DefaceRTLib.deface import qa
+
+    assert qa.face_qa(result, tmp_path, "off") == {} and not list(tmp_path.iterdir())
+    with pytest.raises(ValueError):
+        qa.face_qa(result, tmp_path, "photo")
+    info = qa.face_qa(result, tmp_path, "renders")
+    if info.get("unavailable"):
+        assert info["renders"] is None and "VTK" in info["unavailable"]
+    else:
+        assert info["renders"] == [qa.RENDER_BEFORE, qa.RENDER_AFTER] and "check" not in info
+        before = np.asarray(Image.open(tmp_path / qa.RENDER_BEFORE).convert("L"), float)
+        after = np.asarray(Image.open(tmp_path / qa.RENDER_AFTER).convert("L"), float)
+        assert before.std() > 5 and np.abs(before - after).mean() > 1  # a face, and the defaced one differs
+
+        def broken(*args):
+            raise RuntimeError("no surface")
+
+        monkeypatch.setattr(qa, "_face_renders_and_check", broken)
+        assert qa.face_qa(result, tmp_path, "auto") == {"renders": None, "error": "face QA failed: no surface"}

@@ -442,6 +442,13 @@ def face_qa(result, folder: Path, mode: str = "auto") -> dict:
         problem = f"VTK is not installed ({exc})"
     if problem:
         return {"renders": None, "unavailable": problem}
+    try:
+        return _face_renders_and_check(result, folder, mode)
+    except Exception as exc:  # a QA extra never fails the study: the report says what went wrong
+        return {"renders": None, "error": f"face QA failed: {exc}"}
+
+
+def _face_renders_and_check(result, folder: Path, mode: str) -> dict:
     before, after = result.original.image, result.defaced.image
     info: dict = {}
     check = None

@@ -384,8 +384,9 @@ def _study_page(row: ReportRow, prev: Optional[str], nxt: Optional[str]) -> str:
         body.append('<h2>Frontal renders (skin surface, same camera)</h2><div class="renders">'
                     f'<img src="{up}{_u(rb)}" alt="render before"><img src="{up}{_u(ra)}" alt="render after"></div>'
                     '<p class="small">left: before, right: after</p>')
-    elif (row.qa.get("face") or {}).get("unavailable"):
-        body.append(f'<p class="small">no frontal renders: {_e(row.qa["face"]["unavailable"])}</p>')
+    for key in ("unavailable", "error"):
+        if (row.qa.get("face") or {}).get(key):
+            body.append(f'<p class="small">no frontal renders: {_e(row.qa["face"][key])}</p>')
     fc = row.face_check()
     if fc:
         body.append("<h2>Defacing check (face regions and recognition distance)</h2>")
