@@ -108,7 +108,7 @@ def _images_loaded(driver) -> list:
 def _screenshot(driver, folders, name: str) -> None:
     """Whole-page screenshot (up to 2400 px high) into each of ``folders``."""
     h = min(int(driver.execute_script("return document.documentElement.scrollHeight")) + 120, 2400)
-    driver.set_window_size(1500, max(h, 600))
+    driver.set_window_size(1600, max(h, 600))
     for d in folders:
         driver.save_screenshot(str(Path(d) / name))
     driver.set_window_size(1500, 1000)

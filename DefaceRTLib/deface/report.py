@@ -151,7 +151,7 @@ th[aria-sort=ascending]:after{content:" \\2191"} th[aria-sort=descending]:after{
 .st-ok{background:#e8f5e9} .st-failed{background:#ffebee}
 .badge{display:inline-block;padding:1px 6px;border-radius:8px;font-weight:600}
 .b-ok{background:#c8e6c9} .b-fail{background:#ffcdd2} .b-warn{background:#ffe0b2}
-img.thumb{width:84px;height:84px;display:block}\ntd .small{max-width:150px} td.study{max-width:280px;overflow-wrap:anywhere}
+img.thumb{width:84px;height:84px;display:block}\ntd .small{max-width:150px} td.study{min-width:200px;max-width:300px;overflow-wrap:anywhere}
 .controls{margin:8px 0 12px 0} .controls *{margin-right:8px;font-size:14px}
 .figs img{max-width:100%;border:1px solid #ccc} .renders img{width:320px;margin-right:8px;border:1px solid #ccc}
 .error{color:#b71c1c;font-weight:600} code{background:#f5f5f5;padding:0 3px}
