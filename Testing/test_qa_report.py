@@ -215,3 +215,19 @@ def test_report_in_headless_chromium(run, tmp_path):
     finally:
         driver.quit()
     assert (tmp_path / "qa-report-index.png").stat().st_size > 10000
+
+
+def test_landmark_warnings_shown(tmp_path):
+    """Landmarks found in the image carry a confidence and warnings: both reach the report."""
+    from types import SimpleNamespace
+
+    from DefaceRTLib.deface.report import write_cohort_report
+
+    summary = {"landmarks": {"source": "image", "confidence": 0.71, "warnings": ["eye contours 4 mm from the globes"],
+                             "eyes": [], "middle_plane_z_mm": 0.0}, "cut": {}, "verification": {"passed": True, "checks": []}}
+    (tmp_path / "s").mkdir()
+    outcome = SimpleNamespace(source="/data/p1", output="s", status="ok", message="", summary=summary, where=None)
+    index = write_cohort_report(tmp_path, [outcome]).read_text(encoding="utf-8")
+    assert "image (confidence 0.71)" in index and "1 warning" in index and "eye contours 4 mm from the globes" in index
+    page = (tmp_path / "studies" / "001.html").read_text(encoding="utf-8")
+    assert "eye contours 4 mm from the globes" in page

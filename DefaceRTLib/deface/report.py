@@ -282,7 +282,11 @@ def _index_row(row: ReportRow, has_face: bool) -> str:
     tissue = row.qa.get("removed_tissue_cc")
     region = row.qa.get("removed_region_cc")
     dose = row.max_removed_dose()
-    lm = (s.get("landmarks") or {}).get("source", "")
+    lm_info = s.get("landmarks") or {}
+    lm = lm_info.get("source", "")
+    if lm_info.get("confidence") is not None:
+        lm += f" (confidence {lm_info['confidence']:.2f})"
+    lm_warn = lm_info.get("warnings") or []
     cells = [
         f'<td class="num">{row.key}</td>',
         f'<td class="study">{source}</td>',
@@ -295,7 +299,8 @@ def _index_row(row: ReportRow, has_face: bool) -> str:
         f'<div class="small">{_e(", ".join(removed))}</div></td>',
         f'<td data-sort="{len(clipped)}">{len(clipped) if row.summary else ""}<div class="small">{_e(", ".join(clipped))}</div></td>',
         f'<td class="num" data-sort="{_fmt(dose, 4)}">{_fmt(dose, 2)} {_e(row.dose_units()) if dose is not None else ""}</td>',
-        f"<td>{_e(lm)}</td>",
+        f"<td>{_e(lm)}" + (f'<div><span class="badge b-warn" title="{_e("; ".join(lm_warn))}">{len(lm_warn)} warning'
+                            f'{"s" if len(lm_warn) > 1 else ""}</span></div>' if lm_warn else "") + "</td>",
     ]
     if has_face:
         fc = row.face_check()
@@ -403,6 +408,8 @@ def _study_page(row: ReportRow, prev: Optional[str], nxt: Optional[str]) -> str:
             [[e["name"], ", ".join(f"{v:.1f}" for v in e["centroid_lps_mm"]), f"{e['inferior_plane_z_mm']:.2f}",
               f"{e['superior_plane_z_mm']:.2f}", f"{e['anterior_y_mm']:.2f}", f"{e['posterior_y_mm']:.2f}",
               e["number_of_planes"]] for e in lm.get("eyes", [])]))
+        if lm.get("warnings"):
+            body.append("<p>landmark warnings:</p><ul>" + "".join(f"<li>{_e(w)}</li>" for w in lm["warnings"]) + "</ul>")
         cut = s.get("cut", {})
         margins = (s.get("options") or {}).get("margins_mm", {})
         body.append(_table(["eye plane z", "coronal plane y", "middle plane z", "inferior margin", "posterior margin", "rule"],
