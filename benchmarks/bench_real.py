@@ -63,20 +63,17 @@ def build(case: str, folder: Path, shared: Path) -> Path:
     if folder.exists():
         shutil.rmtree(folder)
     t = time.perf_counter()
-    sys.path.insert(0, str(REPO))
+    # built in a child process: the parent stays small, since a child's peak RSS starts from its parent's at fork
     if case.startswith("clinical"):
-        from DefaceRTLib import clinical_patient
-
-        size = (512, 512, 180) if case == "clinical512" else None
-        clinical_patient.write_clinical_patient(shared, folder, size=size)
+        size = "(512, 512, 180)" if case == "clinical512" else "None"
+        code = (f"from DefaceRTLib import clinical_patient as m; "
+                f"m.write_clinical_patient({str(shared)!r}, {str(folder)!r}, size={size})")
     elif case == "ent":
-        from DefaceRTLib import realdata
-
-        realdata.write_ent_phantom(shared, folder)
+        code = f"from DefaceRTLib import realdata as m; m.write_ent_phantom({str(shared)!r}, {str(folder)!r})"
     else:
-        from DefaceRTLib import synthetic
-
-        synthetic.write_patient(synthetic.make_patient(seed=1), folder)
+        code = (f"from DefaceRTLib import synthetic as m; "
+                f"m.write_patient(m.make_patient(seed=1), {str(folder)!r})")
+    subprocess.run([sys.executable, "-c", code], check=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
     (folder / ".complete").write_text("")
     print(f"built {case} in {folder} ({time.perf_counter() - t:.0f} s)", flush=True)
     return folder
