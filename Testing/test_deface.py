@@ -29,8 +29,12 @@ def test_keyword_rules():
         "Eye_L", "Orbit - right", "Globe_R"]
     assert r.kept(["PTV70", "PTV_Nasal", "Brain", "BRAIN", "Brain-PTV", "nonPTV", "z_PTV", "optBRAIN", "Parotid-PTV"]) == [
         "PTV70", "PTV_Nasal", "Brain", "BRAIN"]
-    assert r.removed(["Eye_L", "Lens - left", "Cornea_R", "Eye_L_PRV", "BODY", "PTV_eye"]) == [
-        "Eye_L", "Lens - left", "Cornea_R", "Eye_L_PRV"]
+    # planning helpers follow the eye-detection ignore rules: neither eyes nor deleted as eyes (issue 17)
+    names = ["Eye_L", "Lens - left", "Cornea_R", "Eye_L_PRV", "optEye", "zLens_R", "BODY", "PTV_eye"]
+    assert r.removed(names) == ["Eye_L", "Lens - left", "Cornea_R"]
+    assert [n for n, _ in r.spared_helpers(names)] == ["Eye_L_PRV", "optEye", "zLens_R"]
+    assert "prv" in dict(r.spared_helpers(names))["Eye_L_PRV"]
+    assert "'eye'" in r.removal_reason("Eye_L") and r.removal_reason("Eye_L_PRV") == ""
     assert r.ptvs(["PTV1", "Brain-PTV", "nonPTV", "z_PTV", "Brain"]) == ["PTV1"]
     custom = KeywordRules(eye=("oeil",), keep=("ctv",))
     assert custom.eyes(["Oeil_G", "Eye_L"]) == ["Oeil_G"] and custom.kept(["CTV", "PTV"]) == ["CTV"]

@@ -10,8 +10,10 @@ for planning helpers:
   matching also ignores ``nonPTV``.
 * **Eye** ROIs (landmarks): names containing ``eye``, ``globe`` or ``orbit``.
 * **Removed** ROIs (deleted completely): names containing ``eye``, ``globe``,
-  ``orbit``, ``lens`` or ``cornea``, ignore rules *not* applied (an ``Eye_PRV``
-  has the shape of an eye, so it goes too), unless the ROI is kept.
+  ``orbit``, ``lens`` or ``cornea``, with the same ignore rules as for eye
+  detection: a planning helper (``Eye_L_PRV``, ``optEye``, ``zLens``) is
+  neither an eye nor deleted as one; it is clipped to the kept region like
+  every other ROI. A kept ROI is never removed.
 * **Kept** ROIs (every voxel and every contour preserved): names containing
   ``PTV`` or ``Brain`` that are not ignored. A kept ROI is never removed.
 
@@ -73,7 +75,36 @@ class KeywordRules:
 
     def is_removed(self, name: str) -> bool:
         n = name.strip().lower()
-        return any(k in n for k in self.remove) and not self.is_kept(name)
+        return any(k in n for k in self.remove) and not self.is_kept(name) and not self.is_ignored(name)
+
+    def ignored_because(self, name: str) -> str:
+        """Why ``name`` is a planning helper ("" if it is not one)."""
+        n = name.strip().lower()
+        for p in self.ignore_prefixes:
+            if n.startswith(p):
+                return f"planning helper (name starts with {p!r})"
+        for sub in self.ignore_substrings:
+            if sub in n:
+                return f"planning helper (name contains {sub!r})"
+        return ""
+
+    def removal_reason(self, name: str) -> str:
+        """Why ``name`` is deleted ("" if it is not)."""
+        if not self.is_removed(name):
+            return ""
+        n = name.strip().lower()
+        keyword = next(k for k in self.remove if k in n)
+        return f"name contains {keyword!r} (remove keyword): eye, lens or cornea structure"
+
+    def spared_helpers(self, names: Iterable[str]) -> List[Tuple[str, str]]:
+        """ROIs that match a remove keyword but are planning helpers, so are
+        clipped instead of deleted: (name, reason)."""
+        out = []
+        for name in names:
+            n = name.strip().lower()
+            if any(k in n for k in self.remove) and not self.is_kept(name) and self.is_ignored(name):
+                out.append((name, self.ignored_because(name) + ": not an eye, clipped like other ROIs"))
+        return out
 
     # ----------------------------------------------------------------- lists
     def eyes(self, names: Iterable[str]) -> List[str]:
