@@ -36,6 +36,10 @@ ANATOMICAL_DIRECTIONS = {
 
 _AXIS_TOLERANCE = 1e-4
 
+#: patient coordinates (mm) beyond this magnitude are refused as implausible
+#: (no scanner or planning system puts a patient 10 m from the origin)
+MAX_COORDINATE_MM = 10000.0
+
 
 @dataclass(frozen=True)
 class ImageGeometry:

@@ -25,7 +25,7 @@ from pydicom.dataset import Dataset
 from . import dicom_compat
 from .background_writer import BackgroundWriter
 from .errors import GeometryError, InputError
-from .geometry import ImageGeometry
+from .geometry import MAX_COORDINATE_MM, ImageGeometry
 
 PathLike = Union[str, Path]
 
@@ -37,6 +37,7 @@ DEFER_PIXELS_BYTES = 65536
 
 #: Largest tolerated deviation between slice gaps, as a fraction of the gap.
 SPACING_TOLERANCE = 0.01
+
 
 
 @dataclass
@@ -340,12 +341,111 @@ def open_image_series(
     where = f"series {sorted(uids)[0]} ({paths[0].parent})" if len(uids) == 1 else str(paths[0].parent)
     if len(uids) > 1:
         raise InputError(f"files of {len(uids)} different series given as one series", where)
+    check_uniform_slices(datasets, paths)
     geometry, order = series_geometry(datasets, where, allow_oblique=allow_oblique)
     datasets = [datasets[i] for i in order]
-    rescale = [
-        (float(getattr(ds, "RescaleSlope", 1) or 1), float(getattr(ds, "RescaleIntercept", 0) or 0)) for ds in datasets
-    ]
+    rescale = [_rescale(ds, paths[i]) for ds, i in zip(datasets, order)]
     return ImageSeries(geometry, datasets, [paths[i] for i in order], rescale)
+
+
+#: attributes every slice of a series must share (value compared as text, numbers rounded)
+UNIFORM_ATTRIBUTES = (
+    ("Rows", "Rows"),
+    ("Columns", "Columns"),
+    ("PixelSpacing", "PixelSpacing"),
+    ("ImageOrientationPatient", "ImageOrientationPatient"),
+    ("RescaleSlope", "RescaleSlope (rescale)"),
+    ("RescaleIntercept", "RescaleIntercept (rescale)"),
+    ("BitsAllocated", "BitsAllocated"),
+    ("BitsStored", "BitsStored"),
+    ("PixelRepresentation", "PixelRepresentation"),
+    ("SamplesPerPixel", "SamplesPerPixel"),
+)
+#: modalities whose slices may legitimately carry their own rescale (PET scales each slice)
+PER_SLICE_RESCALE_MODALITIES = ("PT",)
+
+
+def _finite_numbers(ds: Dataset, keyword: str, count: int, path: Path) -> List[float]:
+    try:
+        value = ds[keyword].value if keyword in ds else None
+        if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+            value = [value]
+        values = [float(v) for v in value]
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{keyword} is not a list of numbers ({exc})", path) from exc
+    if len(values) != count:
+        raise InputError(f"{keyword} has {len(values)} values, expected {count}", path)
+    if not all(np.isfinite(values)):
+        raise InputError(f"{keyword} is not finite ({values})", path)
+    return values
+
+
+def _rescale(ds: Dataset, path: Path) -> Tuple[float, float]:
+    """(RescaleSlope, RescaleIntercept) of a slice: finite, slope not 0 (1 and 0 when absent)."""
+    try:
+        slope = float(ds.RescaleSlope) if "RescaleSlope" in ds and ds.RescaleSlope not in (None, "") else 1.0
+        intercept = float(ds.RescaleIntercept) if "RescaleIntercept" in ds and ds.RescaleIntercept not in (None, "") else 0.0
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"RescaleSlope/RescaleIntercept is not a number ({exc})", path) from exc
+    if not (np.isfinite(slope) and np.isfinite(intercept)):
+        raise InputError(f"RescaleSlope/RescaleIntercept is not finite ({slope}, {intercept})", path)
+    if slope == 0:
+        raise InputError("RescaleSlope is 0: every pixel would have the same value, the image cannot be read", path)
+    return slope, intercept
+
+
+def check_uniform_slices(datasets: Sequence[Dataset], paths: Sequence[Path]) -> None:
+    """Refuse a series whose slices disagree in size, pixel spacing,
+    orientation, rescale or pixel format, or carry unusable geometry values
+    (not finite, spacing not positive, slope 0). The error names the first
+    slice that differs from the majority of the series, and how."""
+    if not datasets:
+        return
+    for ds, path in zip(datasets, paths):
+        if "PixelSpacing" not in ds:
+            raise InputError("image slice without PixelSpacing", path)
+        spacing = _finite_numbers(ds, "PixelSpacing", 2, path)
+        if min(spacing) <= 0:
+            raise InputError(f"PixelSpacing {spacing} is not positive", path)
+        if "ImagePositionPatient" not in ds:
+            raise InputError("image slice without ImagePositionPatient", path)
+        position = _finite_numbers(ds, "ImagePositionPatient", 3, path)
+        if max(abs(v) for v in position) > MAX_COORDINATE_MM:
+            raise InputError(f"ImagePositionPatient {position} is not a plausible position (beyond {MAX_COORDINATE_MM:g} mm)", path)
+        if "ImageOrientationPatient" in ds:
+            _finite_numbers(ds, "ImageOrientationPatient", 6, path)
+        _rescale(ds, path)
+    modality = str(getattr(datasets[0], "Modality", ""))
+    for keyword, label in UNIFORM_ATTRIBUTES:
+        if keyword.startswith("Rescale") and modality in PER_SLICE_RESCALE_MODALITIES:
+            continue
+        values = [_uniform_key(ds, keyword) for ds in datasets]
+        common = max(set(values), key=values.count)
+        for value, path in zip(values, paths):
+            if value != common:
+                raise GeometryError(
+                    f"this slice's {label} is {_show(value)}, the other {values.count(common)} slices of its series have "
+                    f"{_show(common)}: a series must be uniform; remove or fix the slice",
+                    path,
+                )
+
+
+def _uniform_key(ds: Dataset, keyword: str):
+    if keyword not in ds or ds[keyword].value in (None, ""):
+        return None
+    value = ds[keyword].value
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        value = [value]
+    try:
+        return tuple(round(float(v), 4) for v in value)
+    except (TypeError, ValueError):
+        return tuple(str(v) for v in value)
+
+
+def _show(value) -> str:
+    if value is None:
+        return "absent"
+    return "\\".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
 
 
 def read_image_series(

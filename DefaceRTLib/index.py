@@ -11,8 +11,13 @@ patients -> studies -> image series and RT objects, then links them:
   the plan; -> image series by frame of reference.
 
 Nothing relies on file names or folder names. Files that are not DICOM are
-skipped and listed; DICOM files that cannot be read (truncated, corrupt) and
-broken links are listed as problems.
+skipped and listed, except empty files and files named like DICOM (``.dcm``,
+``.ima``, no suffix) that are not DICOM: those, DICOM files that cannot be
+read (truncated, corrupt) and broken links are listed as problems, with the
+study and series they claim to belong to when their header says so
+(:meth:`DicomIndex.problems_of` gives the problems a study cannot be told
+apart from). Symbolic links to folders are followed, each real folder once
+(no loops); a file reached twice through links is indexed once.
 """
 
 from __future__ import annotations
@@ -32,6 +37,9 @@ PathLike = Union[str, Path]
 IMAGE_MODALITIES = ("CT", "MR", "PT", "CBCT")
 RT_MODALITIES = ("RTSTRUCT", "RTDOSE", "RTPLAN", "RTIMAGE", "RTRECORD")
 UNCOMPRESSED = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"}
+DEFLATED = "1.2.840.10008.1.2.1.99"
+#: non-DICOM files with these suffixes (lower case; "" = none) are reported as problems, not skipped
+DICOM_LIKE_SUFFIXES = ("", ".dcm", ".dicom", ".ima", ".img")
 
 
 @dataclass
@@ -42,6 +50,9 @@ class Problem:
     path: str
     message: str
     severity: str = "error"
+    #: the study / series the broken file's header names ("" when unknown)
+    study_uid: str = ""
+    series_uid: str = ""
 
     def __str__(self) -> str:
         return f"{self.severity}: {self.path}: {self.message}"
@@ -134,6 +145,22 @@ class DicomIndex:
     def errors(self) -> List[Problem]:
         return [p for p in self.problems if p.severity == "error"]
 
+    def problems_of(self, study: StudyEntry) -> List[Problem]:
+        """The errors that belong to ``study`` or cannot be told not to: a
+        broken file whose header names the study, or that names no study and
+        lies in a folder holding (or below the folder holding) the study's files."""
+        folders = {p.parent for s in study.series for p in s.paths} | {o.path.parent for o in study.rt_objects()}
+        out = []
+        for prob in self.errors:
+            if prob.study_uid:
+                if prob.study_uid == study.uid:
+                    out.append(prob)
+                continue
+            parent = Path(prob.path).parent
+            if parent in folders or any(f in parent.parents for f in folders):
+                out.append(prob)
+        return out
+
     def raise_on_errors(self) -> None:
         """Raise :class:`InputError` naming the first broken file, if any."""
         if self.errors:
@@ -155,23 +182,51 @@ def _is_dicom_file(path: Path) -> bool:
     return len(head) >= 8 and head[:2] == b"\x08\x00" and head[2:4] in (b"\x05\x00", b"\x08\x00", b"\x16\x00", b"\x12\x00")
 
 
+class _BrokenFile(InputError):
+    """A DICOM file that cannot be used; ``ds`` is what could be read of its header."""
+
+    def __init__(self, message: str, ds: Optional[Dataset] = None) -> None:
+        super().__init__(message)
+        self.ds = ds
+
+
 def _read_header(path: Path):
     """Header without pixel data; checks that uncompressed pixel data is complete."""
+    try:
+        return _check_header(path)
+    except _BrokenFile:
+        raise
+    except InputError as exc:
+        raise _BrokenFile(exc.message) from exc
+
+
+def _check_header(path: Path):
     with open(path, "rb") as fp:
         ds = dicom_compat.pydicom.dcmread(fp, stop_before_pixels=True, force=True)
         header_end = fp.tell()
     size = path.stat().st_size
     ts = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "1.2.840.10008.1.2"))
+    if ts == DEFLATED:
+        # the file position is in the compressed stream: read the whole (inflated) dataset to check it
+        full = dicom_compat.pydicom.dcmread(str(path), force=True)
+        if "SOPInstanceUID" not in full or "Modality" not in full:
+            raise _BrokenFile("incomplete deflated DICOM file (no SOPInstanceUID or Modality)", full)
+        if str(full.Modality) in IMAGE_MODALITIES + ("RTDOSE",) and "PixelData" not in full:
+            raise _BrokenFile(f"{full.Modality} file without pixel data", full)
+        if "PixelData" in full:
+            del full.PixelData
+        return full
     if "Rows" in ds and "Columns" in ds and ts in UNCOMPRESSED:
         frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
         expected = int(ds.Rows) * int(ds.Columns) * frames * int(getattr(ds, "SamplesPerPixel", 1) or 1)
         expected = expected * int(getattr(ds, "BitsAllocated", 16) or 16) // 8
         if size - header_end < expected:
-            raise InputError(
-                f"truncated DICOM file: pixel data needs {expected} bytes, only {max(size - header_end - 8, 0)} present"
+            raise _BrokenFile(
+                f"truncated DICOM file: pixel data needs {expected} bytes, only {max(size - header_end - 8, 0)} present",
+                ds,
             )
     if "SOPInstanceUID" not in ds or "Modality" not in ds:
-        raise InputError("truncated or incomplete DICOM file (no SOPInstanceUID or Modality)")
+        raise _BrokenFile("truncated or incomplete DICOM file (no SOPInstanceUID or Modality)", ds)
     modality = str(ds.Modality)
     required = {
         "RTSTRUCT": ("StructureSetROISequence",),
@@ -181,8 +236,97 @@ def _read_header(path: Path):
     if modality in IMAGE_MODALITIES + ("RTDOSE",) and header_end >= size:
         missing.append("PixelData")
     if missing:
-        raise InputError(f"truncated or incomplete {modality} file: no {', '.join(missing)}")
+        what = "pixel data" if missing == ["PixelData"] else ", ".join(missing)
+        raise _BrokenFile(f"truncated or incomplete {modality} file: no {what}", ds)
+    if modality in RT_MODALITIES and ts in UNCOMPRESSED:
+        # pydicom reads a file cut short without complaint: walk its element lengths
+        problem = encoding_problem(path, ts)
+        if problem:
+            raise _BrokenFile(f"truncated or corrupt {modality} file: {problem}", ds)
     return ds
+
+
+_VR_LONG = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+
+
+def encoding_problem(path: Path, transfer_syntax: str) -> str:
+    """Why the data set of an uncompressed Part 10 file is incomplete ("" if
+    it is complete): every element, item and sequence must fit in the file,
+    and every undefined-length sequence and item must be closed."""
+    data = path.read_bytes()
+    pos = 132 if data[128:132] == b"DICM" else 0
+    # file meta group: explicit VR little endian, its length in (0002,0000)
+    if pos:
+        if len(data) < pos + 12 or data[pos:pos + 2] != b"\x02\x00":
+            return "no file meta information"
+        group_len = int.from_bytes(data[pos + 8:pos + 12], "little")
+        pos += 12 + group_len
+        if pos > len(data):
+            return "file meta information cut short"
+    little = transfer_syntax != "1.2.840.10008.1.2.2"
+    explicit = transfer_syntax != "1.2.840.10008.1.2"
+    order = "little" if little else "big"
+    end = len(data)
+
+    def u16(at: int) -> int:
+        return int.from_bytes(data[at:at + 2], order)
+
+    def u32(at: int) -> int:
+        return int.from_bytes(data[at:at + 4], order)
+
+    # stack of (end offset or None for undefined length, what)
+    stack: list = []
+    while True:
+        if stack and stack[-1][0] is not None and pos >= stack[-1][0]:
+            if pos > stack[-1][0]:
+                return f"{stack[-1][1]} overruns its length"
+            stack.pop()
+            continue
+        if pos == end:
+            break
+        if pos + 8 > end:
+            return f"element cut short at byte {pos}"
+        group, elem = u16(pos), u16(pos + 2)
+        if group == 0xFFFE:
+            length = u32(pos + 4)
+            pos += 8
+            if elem == 0xE000:  # item
+                stack.append((None if length == 0xFFFFFFFF else pos + length, "item"))
+                if length != 0xFFFFFFFF and pos + length > end:
+                    return f"item at byte {pos - 8} runs past the end of the file"
+            elif elem in (0xE00D, 0xE0DD):  # item / sequence delimiter
+                if not stack or stack[-1][0] is not None:
+                    return f"unexpected delimiter at byte {pos - 8}"
+                stack.pop()
+            else:
+                return f"unknown item tag at byte {pos - 8}"
+            continue
+        if explicit:
+            vr = data[pos + 4:pos + 6]
+            if vr in _VR_LONG:
+                if pos + 12 > end:
+                    return f"element cut short at byte {pos}"
+                length = u32(pos + 8)
+                head = 12
+            else:
+                length = u16(pos + 6)
+                head = 8
+        else:
+            length = u32(pos + 4)
+            head = 8
+        start = pos + head
+        if length == 0xFFFFFFFF:
+            # undefined length: a sequence (or encapsulated pixel data, not in RT objects)
+            stack.append((None, f"sequence ({group:04X},{elem:04X})"))
+            pos = start
+            continue
+        if start + length > end:
+            return f"element ({group:04X},{elem:04X}) needs {length} bytes, only {end - start} left"
+        pos = start + length  # a defined-length sequence that fits is complete
+    open_ = [what for limit, what in stack if limit is None]
+    if open_:
+        return f"{open_[-1]} is not closed (the file ends inside it)"
+    return ""
 
 
 def _uids(seq_items, keyword: str) -> List[str]:
@@ -243,15 +387,19 @@ def index_files(paths: List[Path], root: Optional[Path] = None) -> DicomIndex:
 
     for path in paths:
         if not _is_dicom_file(path):
-            index.non_dicom.append(path)
+            problem = _non_dicom_problem(path)
+            if problem is None:
+                index.non_dicom.append(path)
+            else:
+                index.problems.append(problem)
             continue
         try:
             ds = _read_header(path)
-        except InputError as exc:
-            index.problems.append(Problem(str(path), exc.message))
+        except _BrokenFile as exc:
+            index.problems.append(_problem(path, exc.message, exc.ds))
             continue
         except Exception as exc:  # pydicom raises many types for broken files
-            index.problems.append(Problem(str(path), f"cannot read DICOM file ({exc})"))
+            index.problems.append(_problem(path, f"cannot read DICOM file ({exc})", None))
             continue
         modality = str(getattr(ds, "Modality", ""))
         study = study_for(ds)
@@ -282,18 +430,73 @@ def index_files(paths: List[Path], root: Optional[Path] = None) -> DicomIndex:
     return index
 
 
+def _non_dicom_problem(path: Path) -> Optional[Problem]:
+    """A problem for a non-DICOM file that may be a broken part of a study
+    (empty, unreadable, or named like a DICOM file); None for other files."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        return Problem(str(path), f"cannot read file ({exc.strerror})")
+    if size == 0:
+        return Problem(str(path), "empty file (0 bytes)")
+    if not os.access(path, os.R_OK):
+        return Problem(str(path), "file is not readable (permission denied)")
+    name = path.name.lower()
+    suffix = ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
+    if suffix in DICOM_LIKE_SUFFIXES or suffix[1:].isdigit():
+        return Problem(str(path), f"not a DICOM file ({size} bytes without a DICOM header)")
+    return None
+
+
+def _problem(path: Path, message: str, ds: Optional[Dataset]) -> Problem:
+    """A problem for a broken DICOM file, with the study/series its header names."""
+    if ds is None:
+        try:
+            ds = dicom_compat.pydicom.dcmread(
+                str(path), stop_before_pixels=True, force=True, specific_tags=["StudyInstanceUID", "SeriesInstanceUID"]
+            )
+        except Exception:
+            ds = None
+    study_uid = str(getattr(ds, "StudyInstanceUID", "") or "") if ds is not None else ""
+    series_uid = str(getattr(ds, "SeriesInstanceUID", "") or "") if ds is not None else ""
+    return Problem(str(path), message, study_uid=study_uid, series_uid=series_uid)
+
+
+def list_files(folder: Path) -> List[Path]:
+    """Every non-hidden file below ``folder``, sorted; symbolic links to
+    folders are followed, each real folder once, and a file reached through
+    several links is listed once."""
+    files: List[Path] = []
+    seen_dirs = set()
+    seen_files = set()
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen_dirs:
+            dirnames[:] = []
+            continue
+        seen_dirs.add(real)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and os.path.realpath(os.path.join(dirpath, d)) not in seen_dirs)
+        for f in sorted(filenames):
+            if f.startswith("."):
+                continue
+            p = Path(dirpath) / f
+            key = os.path.realpath(p)
+            if key in seen_files:
+                continue
+            seen_files.add(key)
+            files.append(p)
+    return files
+
+
 def index_folder(folder: PathLike) -> DicomIndex:
-    """Index every file below ``folder`` (or the single file ``folder``)."""
+    """Index every file below ``folder`` (or the single file ``folder``);
+    see :func:`list_files` for symbolic links."""
     folder = Path(folder)
     if not folder.exists():
         raise InputError("no such file or folder", folder)
     if folder.is_file():
         return index_files([folder], folder.parent)
-    files = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames.sort()
-        files.extend(Path(dirpath) / f for f in sorted(filenames) if not f.startswith("."))
-    return index_files(files, folder)
+    return index_files(list_files(folder), folder)
 
 
 def _link(index: DicomIndex) -> None:

@@ -22,12 +22,18 @@ from pydicom.dataset import Dataset
 
 from . import dicom_compat
 from .errors import GeometryError, InputError
-from .geometry import ImageGeometry, resample
+from .geometry import MAX_COORDINATE_MM, ImageGeometry, resample
 from .image import SPACING_TOLERANCE
 
 PathLike = Union[str, Path]
 
 RTDOSE_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.2"
+
+
+def _as_list(value) -> list:
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        return [value]
+    return list(value)
 
 
 @dataclass
@@ -72,6 +78,15 @@ class DoseVolume:
         where = str(path) if path else "RT Dose"
         if str(getattr(ds, "Modality", "")) != "RTDOSE":
             raise InputError("not an RT Dose", where)
+        if "PixelData" not in ds:
+            raise InputError("RT Dose without pixel data (a dose grid is needed)", where)
+        bits = getattr(ds, "BitsAllocated", None)
+        if bits not in (16, 32) or int(getattr(ds, "PixelRepresentation", 0) or 0) != 0:
+            raise InputError(
+                f"RT Dose BitsAllocated is {bits} with PixelRepresentation {getattr(ds, 'PixelRepresentation', None)}: "
+                "the standard requires unsigned 16 or 32 bit dose",
+                where,
+            )
         try:
             pixels = ds.pixel_array
         except Exception as exc:
@@ -85,9 +100,22 @@ class DoseVolume:
             spacing = [float(v) for v in ds.PixelSpacing]
         except (AttributeError, TypeError, ValueError) as exc:
             raise InputError("dose grid without ImageOrientationPatient/ImagePositionPatient/PixelSpacing", where) from exc
+        if len(iop) != 6 or len(ipp) != 3 or len(spacing) != 2:
+            raise InputError("dose grid ImageOrientationPatient/ImagePositionPatient/PixelSpacing have the wrong number of values", where)
+        if not (np.all(np.isfinite(iop)) and np.all(np.isfinite(ipp)) and np.all(np.isfinite(spacing))):
+            raise InputError(f"dose grid geometry is not finite (position {ipp.tolist()}, spacing {spacing})", where)
+        if min(spacing) <= 0:
+            raise InputError(f"dose grid PixelSpacing {spacing} is not positive", where)
+        if np.abs(ipp).max() > MAX_COORDINATE_MM:
+            raise InputError(f"dose grid ImagePositionPatient {ipp.tolist()} is not a plausible position", where)
         row, col = iop[:3], iop[3:]
         normal = np.cross(row, col)
-        offsets = np.array([float(v) for v in getattr(ds, "GridFrameOffsetVector", [0.0])], dtype=float)
+        try:
+            offsets = np.array([float(v) for v in _as_list(getattr(ds, "GridFrameOffsetVector", [0.0]))], dtype=float)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"GridFrameOffsetVector is not a list of numbers ({exc})", where) from exc
+        if not np.all(np.isfinite(offsets)):
+            raise InputError("GridFrameOffsetVector is not finite", where)
         if len(offsets) != frames:
             raise InputError(f"GridFrameOffsetVector has {len(offsets)} values for {frames} frames", where)
         if frames > 1 and offsets[0] != 0.0:
@@ -112,7 +140,14 @@ class DoseVolume:
             origin=tuple(origin),
             direction=np.column_stack([row, col, k_dir]),
         )
-        scaling = float(getattr(ds, "DoseGridScaling", 1.0) or 1.0)
+        try:
+            scaling = float(ds.DoseGridScaling) if ds.get("DoseGridScaling") not in (None, "") else 1.0
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"DoseGridScaling is not a number ({exc})", where) from exc
+        if not np.isfinite(scaling) or scaling <= 0:
+            raise InputError(f"DoseGridScaling is {scaling}: it must be a positive number", where)
+        if pixels.shape != (frames, int(ds.Rows), int(ds.Columns)):
+            raise InputError(f"dose pixel data has shape {pixels.shape}, expected {frames} x Rows x Columns", where)
         array = pixels.astype(np.float64) * scaling
         # a new element dict (elements shared, never mutated here), so deleting
         # PixelData below leaves the caller's dataset whole

@@ -28,11 +28,12 @@ from pydicom.tag import BaseTag
 
 from . import dicom_compat
 from .errors import GeometryError, InputError
-from .geometry import ImageGeometry
+from .geometry import MAX_COORDINATE_MM, ImageGeometry
 
 PathLike = Union[str, Path]
 
 RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
+
 
 
 @dataclass
@@ -84,7 +85,8 @@ class ROI:
 
 
 def _contour_points(item: Dataset) -> np.ndarray:
-    """ContourData of a ContourSequence item as an (N, 3) float array.
+    """ContourData of a ContourSequence item as an (N, 3) float array, checked
+    (:func:`check_contour_points`).
 
     Parses the raw value directly when pydicom has not converted it yet
     (much faster than building one DSfloat per coordinate).
@@ -95,11 +97,14 @@ def _contour_points(item: Dataset) -> np.ndarray:
     raw = item.get_item(tag)
     value = getattr(raw, "value", None)
     if isinstance(value, (bytes, bytearray)):
-        return _points_from_ds_bytes(value)
-    values = np.asarray([float(v) for v in item.ContourData], dtype=float)
-    if values.size % 3:
-        raise InputError(f"ContourData has {values.size} values, not a multiple of 3")
-    return values.reshape(-1, 3)
+        points = _points_from_ds_bytes(value)
+    else:
+        values = np.asarray([float(v) for v in item.ContourData], dtype=float)
+        if values.size % 3:
+            raise InputError(f"ContourData has {values.size} values, not a multiple of 3 (x, y, z per point)")
+        points = values.reshape(-1, 3)
+    declared = item.get("NumberOfContourPoints")
+    return check_contour_points(points, None if declared in (None, "") else int(declared))
 
 
 def _points_from_ds_bytes(value: bytes) -> np.ndarray:
@@ -107,8 +112,25 @@ def _points_from_ds_bytes(value: bytes) -> np.ndarray:
     text = value.decode("ascii", errors="replace").strip(" \x00")
     values = np.array(text.split("\\"), dtype=float) if text else np.zeros(0)
     if values.size % 3:
-        raise InputError(f"ContourData has {values.size} values, not a multiple of 3")
+        raise InputError(f"ContourData has {values.size} values, not a multiple of 3 (x, y, z per point)")
     return values.reshape(-1, 3)
+
+
+def check_contour_points(points: np.ndarray, declared: Optional[int] = None) -> np.ndarray:
+    """Refuse contour points that are not finite, beyond any plausible
+    position, or fewer/more than NumberOfContourPoints says."""
+    if declared is not None and declared != len(points):
+        raise InputError(f"NumberOfContourPoints is {declared} but ContourData holds {len(points)} points")
+    if not np.all(np.isfinite(points)):
+        bad = points[~np.all(np.isfinite(points), axis=1)][0]
+        raise InputError(f"ContourData holds a point that is not a finite number ({bad.tolist()})")
+    if points.size and np.abs(points).max() > MAX_COORDINATE_MM:
+        bad = points[np.abs(points).max(axis=1) > MAX_COORDINATE_MM][0]
+        raise InputError(
+            f"ContourData holds a point at {bad.tolist()} mm, beyond any plausible patient position "
+            f"({MAX_COORDINATE_MM:g} mm from the origin)"
+        )
+    return points
 
 
 def _format_ds(values: np.ndarray) -> List[str]:
@@ -158,20 +180,44 @@ class StructureSet:
         self._replaced: Dict[int, List[Contour]] = {}
         colours: Dict[int, Tuple[int, int, int]] = {}
         contours: Dict[int, List[Contour]] = {}
+        names = {}
+        for item in getattr(dataset, "StructureSetROISequence", []):
+            if "ROINumber" in item:
+                names[str(item.ROINumber)] = str(getattr(item, "ROIName", ""))
         #: the ROI Contour Sequence as parsed by :mod:`.rtstruct_codec` (None: pydicom's items are used)
         self._contour_items: Optional[list] = None
         self._implicit = False
-        fast = _read_roi_contours_fast(dataset)
+        try:
+            fast = _read_roi_contours_fast(dataset)
+        except InputError as exc:
+            raise InputError(exc.message, where) from exc
         if fast is not None:
             self._contour_items, self._implicit, colours, contours = fast
+            for number, cs in contours.items():
+                for n, c in enumerate(cs):
+                    try:
+                        check_contour_points(c.points)
+                    except InputError as exc:
+                        raise InputError(f"ROI {number} {names.get(str(number), '')!r}, contour {n + 1}: {exc.message}", where) from exc
         for item in getattr(dataset, "ROIContourSequence", []) if fast is None else ():
-            number = int(item.ReferencedROINumber)
+            try:
+                number = int(item.ReferencedROINumber)
+            except (AttributeError, TypeError, ValueError) as exc:
+                raise InputError("an ROIContourSequence item has no valid ReferencedROINumber", where) from exc
             if "ROIDisplayColor" in item:
                 colours[number] = tuple(int(v) for v in item.ROIDisplayColor)[:3]
             cs = []
-            for c in getattr(item, "ContourSequence", []):
+            for n, c in enumerate(getattr(item, "ContourSequence", [])):
                 refs = tuple(str(r.ReferencedSOPInstanceUID) for r in getattr(c, "ContourImageSequence", []))
-                cs.append(Contour(_contour_points(c), str(getattr(c, "ContourGeometricType", "CLOSED_PLANAR")), refs))
+                try:
+                    points = _contour_points(c)
+                except InputError as exc:
+                    roi = names.get(str(number), "")
+                    raise InputError(f"ROI {number} {roi!r}, contour {n + 1}: {exc.message}", where) from exc
+                except (TypeError, ValueError) as exc:
+                    roi = names.get(str(number), "")
+                    raise InputError(f"ROI {number} {roi!r}, contour {n + 1}: ContourData is not a list of numbers ({exc})", where) from exc
+                cs.append(Contour(points, str(getattr(c, "ContourGeometricType", "CLOSED_PLANAR")), refs))
             contours[number] = cs
         types = {}
         for obs in getattr(dataset, "RTROIObservationsSequence", []):
@@ -425,8 +471,11 @@ def _read_roi_contours_fast(dataset: Dataset):
                 refs = tuple(C.text(C.get(r, C.REFERENCED_SOP_INSTANCE_UID) or b"")
                              for r in C.get(c, C.CONTOUR_IMAGE_SEQUENCE) or [])
                 kind = C.get(c, C.CONTOUR_GEOMETRIC_TYPE)
-                cs.append(Contour(_points_from_ds_bytes(C.get(c, C.CONTOUR_DATA) or b""),
-                                  C.text(kind) if kind is not None else "CLOSED_PLANAR", refs))
+                points = _points_from_ds_bytes(C.get(c, C.CONTOUR_DATA) or b"")
+                declared = C.get(c, C.NUMBER_OF_CONTOUR_POINTS)
+                if declared is not None and C.text(declared).strip():
+                    check_contour_points(points, int(C.text(declared)))
+                cs.append(Contour(points, C.text(kind) if kind is not None else "CLOSED_PLANAR", refs))
             contours[number] = cs
     except (TypeError, ValueError):  # malformed numbers: pydicom's reading reports them
         return None

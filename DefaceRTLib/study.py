@@ -85,10 +85,11 @@ def load_study_entry(
         linked = {ss.image_series_uid for ss in structure_sets}
         primary = next((s for s in series if s.uid in linked), series[0])
     if index is not None:
-        files = set(primary.paths) | {o.path for o in entry.rt_objects()}
-        bad = [p for p in index.errors if Path(p.path) in files]
+        # a broken file of this study (or one that cannot be told apart from it) stops it: never dropped silently
+        bad = index.problems_of(entry)
         if bad:
-            raise InputError(bad[0].message, bad[0].path)
+            more = f" (and {len(bad) - 1} more broken files: {', '.join(b.path for b in bad[1:4])})" if len(bad) > 1 else ""
+            raise InputError(bad[0].message + more, bad[0].path)
     image = read_image_series(primary.paths, allow_oblique=allow_oblique)
     others = [
         read_image_series(s.paths, allow_oblique=allow_oblique)

@@ -46,6 +46,8 @@ EXTRAS_DIR = "defacert"
 MASK_NAME = "removed_region.nrrd"
 SUMMARY_NAME = "deface_summary.json"
 QA_NAME = "deface_qa.png"
+#: contour points farther than this (mm) outside the image are refused as implausible
+PLAUSIBLE_MARGIN_MM = 500.0
 
 
 #: printed on every run that keeps the patient's identity, and recorded in its summary
@@ -137,6 +139,19 @@ def check_study(study: RTStudy) -> None:
                 "it belongs to another CT",
                 where,
             )
+        lo, hi = image.geometry.bounds_lps()
+        lo, hi = np.asarray(lo) - PLAUSIBLE_MARGIN_MM, np.asarray(hi) + PLAUSIBLE_MARGIN_MM
+        for roi in ss.rois:
+            for c in roi.contours:
+                p = c.points
+                if len(p) and (np.any(p < lo) or np.any(p > hi)):
+                    bad = p[np.any((p < lo) | (p > hi), axis=1)][0]
+                    raise InputError(
+                        f"ROI {roi.name!r} has a contour point at {np.round(bad, 1).tolist()} mm (LPS), more than "
+                        f"{PLAUSIBLE_MARGIN_MM:g} mm outside the image ({np.round(lo + PLAUSIBLE_MARGIN_MM, 1).tolist()} to "
+                        f"{np.round(hi - PLAUSIBLE_MARGIN_MM, 1).tolist()} mm): not a plausible position",
+                        where,
+                    )
         series = ss.referenced_series_uids
         if series and image.series_instance_uid and image.series_instance_uid not in series:
             raise InputError(
@@ -288,10 +303,22 @@ def build_summary(result: DefaceResult, options: DefaceOptions) -> dict:
             for o, m in zip(study.other_images, result.other_image_masks)
         ],
         "doses": doses,
-        "structures": result.structure_edits.to_dict() if result.structure_edits else None,
+        "structures": _structures_summary(result, options.rules),
         "ptv_position": ptv_positions(ss.rois, result.region, options.rules) if ss is not None else {},
         "timings_s": {k: round(v, 4) for k, v in result.timings.items()},
     }
+
+
+def _structures_summary(result: DefaceResult, rules: KeywordRules) -> Optional[dict]:
+    """The structure edits, with why each ROI was removed and which
+    eye-like planning helpers were kept (clipped) instead."""
+    if result.structure_edits is None:
+        return None
+    out = result.structure_edits.to_dict()
+    names = result.original.structure_set.names() if result.original.structure_set is not None else []
+    out["removed_because"] = {n: rules.removal_reason(n) for n in out.get("removed_rois", [])}
+    out["not_removed_helpers"] = dict(rules.spared_helpers(names))
+    return out
 
 
 # ----------------------------------------------------------------- files
