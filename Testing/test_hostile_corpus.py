@@ -14,12 +14,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hostile_corpus import PATIENT, SLICES, cases
+from test_deface_fixtures import tree_hashes
 
 from DefaceRTLib import synthetic
 from DefaceRTLib.cli import main
-
-from hostile_corpus import SLICES, PATIENT, cases
-from test_deface_fixtures import tree_hashes
 
 CASES = cases()
 
