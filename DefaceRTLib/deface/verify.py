@@ -15,6 +15,9 @@ Re-reads what was written and checks, independently of the in-memory result:
   plane and outside every kept polygon of its plane);
 * ``dose_zeroed`` / ``dose_unchanged``: the dose is 0 in the dose grid's
   removed region and identical elsewhere (PTV voxels included);
+* ``dose_in_kept_rois``: the written and the input dose, resampled linearly
+  (SimpleITK) onto the image grid, are identical inside every kept ROI (the
+  dose as a planning system or SlicerRT reads it; see :mod:`.dose`);
 * ``seg_matches`` (when a DICOM SEG was written): it holds exactly the
   removed region, frame by frame on the written CT slices;
 * ``references``: the written folder indexes as one study whose structure
@@ -119,6 +122,7 @@ def verify_written(result, written: Dict[str, List[Path]], options, deidentified
         diff = np.abs(out.array - orig.array) > tol
         bad = int(np.count_nonzero(diff & ~m.mask))
         report.add(f"{tag}_unchanged", bad == 0, f"{bad} voxels outside the removed region changed")
+        _check_dose_in_kept(report, tag, orig, out, m, original.image.geometry, kept_rois)
 
     # ---------------------------------------------------------- references
     # headers of the other written objects, read once for both checks below
@@ -128,6 +132,46 @@ def verify_written(result, written: Dict[str, List[Path]], options, deidentified
     if deidentified:
         _check_deidentified(report, others, original, image, ss_out)
     return report
+
+
+def _check_dose_in_kept(report, tag: str, orig: DoseVolume, out: DoseVolume, m, image_geometry, kept_rois) -> None:
+    """``{tag}_in_kept_rois``: the dose as readers see it is unchanged inside
+    every kept ROI. Both doses are resampled linearly (SimpleITK) onto the
+    image grid and compared at every image voxel inside each kept ROI; only
+    image voxels within one dose voxel of a removed dose voxel can differ, so
+    the comparison runs on the image sub-grid around them."""
+    from ..rtstruct import rasterize_contours
+
+    if not kept_rois or not m.removed_count:
+        report.add(f"{tag}_in_kept_rois", True, "no dose removed" if kept_rois else "no kept ROI")
+        return
+    dg = out.geometry
+    ijk = np.argwhere(m.mask)[:, ::-1].astype(float)  # (i, j, k)
+    lo_i, hi_i = ijk.min(axis=0) - 1.0, ijk.max(axis=0) + 1.0
+    corners = np.array([[a, b, c] for a in (lo_i[0], hi_i[0]) for b in (lo_i[1], hi_i[1]) for c in (lo_i[2], hi_i[2])])
+    cidx = image_geometry.lps_to_index(dg.index_to_lps(corners))
+    lo = np.clip(np.floor(cidx.min(axis=0)).astype(int) - 1, 0, np.asarray(image_geometry.size))
+    hi = np.clip(np.ceil(cidx.max(axis=0)).astype(int) + 2, 0, np.asarray(image_geometry.size))
+    if np.any(hi <= lo):
+        report.add(f"{tag}_in_kept_rois", True, "the removed dose is outside the image")
+        return
+    sub = image_geometry.crop(lo, hi)
+    before = orig.resample_to(sub, "linear")
+    after = out.resample_to(sub, "linear")
+    tol = 1e-6 * max(1.0, float(np.abs(orig.array).max()))
+    changed = np.abs(after - before) > tol
+    bad, checked = [], 0
+    for roi in kept_rois:
+        if not roi.closed_contours:
+            continue
+        inside = rasterize_contours(roi.contours, sub)
+        checked += int(inside.sum())
+        n = int(np.count_nonzero(changed & inside))
+        if n:
+            worst = float(np.abs(after - before)[changed & inside].max())
+            bad.append(f"{roi.name}: {n} image voxels, up to {worst:.4g} {out.units}")
+    detail = "; ".join(bad) if bad else f"{checked} image voxels of kept ROIs near the removed dose: interpolated dose identical"
+    report.add(f"{tag}_in_kept_rois", not bad, detail)
 
 
 def _check_image(report, tag: str, image: ImageSeries, orig: ImageVolume, region, kept_rois):
