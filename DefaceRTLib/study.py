@@ -74,28 +74,42 @@ def select_study(index: DicomIndex, where: PathLike = "") -> StudyEntry:
 def load_study_entry(
     entry: StudyEntry, index: Optional[DicomIndex] = None, modality: str = "CT", allow_oblique: bool = False
 ) -> RTStudy:
-    """Read the image series, structure set, doses and plans of one indexed study."""
-    series = entry.image_series(modality) or entry.image_series()
+    """Read the image series, structure set, doses and plans of one indexed study.
+
+    The primary image is the series of ``modality`` the structure set was
+    drawn on (else the first of that modality, else the first series). Every
+    other image series of the study (MR, CBCT, PET, other CTs) is read as an
+    ``other_images`` entry when it shares the primary's frame of reference;
+    a series in another frame of reference cannot be defaced with the
+    primary's landmarks, so it stops the study with an error naming it
+    (nothing is left out silently)."""
+    all_series = entry.image_series()
+    series = entry.image_series(modality) or all_series
     if not series:
         raise InputError(f"study {entry.uid} has no image series")
     structure_sets = entry.structure_sets
     primary = series[0]
-    if len(series) > 1:
+    linked = {ss.image_series_uid for ss in structure_sets}
+    if len(all_series) > 1:
         # the primary series is the one the structure set was drawn on
-        linked = {ss.image_series_uid for ss in structure_sets}
-        primary = next((s for s in series if s.uid in linked), series[0])
+        primary = next((s for s in series if s.uid in linked), next((s for s in all_series if s.uid in linked), series[0]))
     if index is not None:
         # a broken file of this study (or one that cannot be told apart from it) stops it: never dropped silently
         bad = index.problems_of(entry)
         if bad:
             more = f" (and {len(bad) - 1} more broken files: {', '.join(b.path for b in bad[1:4])})" if len(bad) > 1 else ""
             raise InputError(bad[0].message + more, bad[0].path)
+    for s in all_series:
+        if s is not primary and s.frame_of_reference_uid != primary.frame_of_reference_uid:
+            raise InputError(
+                f"{s.modality or 'image'} series {s.uid} ({len(s.paths)} files) is in frame of reference "
+                f"{s.frame_of_reference_uid or '(none)'}, not in the frame of reference {primary.frame_of_reference_uid} "
+                f"of the planning {primary.modality} it would be defaced with: it cannot be defaced (not registered); "
+                "remove it from this study's folder or register it to the planning CT",
+                s.paths[0].parent,
+            )
     image = read_image_series(primary.paths, allow_oblique=allow_oblique)
-    others = [
-        read_image_series(s.paths, allow_oblique=allow_oblique)
-        for s in series
-        if s is not primary and s.frame_of_reference_uid == primary.frame_of_reference_uid
-    ]
+    others = [read_image_series(s.paths, allow_oblique=allow_oblique) for s in all_series if s is not primary]
     structure_set = None
     mine = [ss for ss in structure_sets if ss.image_series_uid == primary.uid]
     if not mine and structure_sets:

@@ -299,7 +299,8 @@ def build_summary(result: DefaceResult, options: DefaceOptions) -> dict:
             "air_value_hu": float(air.max()) if air.size else -1000.0,
         },
         "other_images": [
-            {"modality": o.modality, "removed_voxels": m.removed_count}
+            {"modality": o.modality, "series": o.series_instance_uid, "grid": o.geometry.to_dict(),
+             "removed_voxels": m.removed_count, "air_value": float(air_values(o).max()) if o.geometry.size[2] else None}
             for o, m in zip(study.other_images, result.other_image_masks)
         ],
         "doses": doses,

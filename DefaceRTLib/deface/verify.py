@@ -40,6 +40,7 @@ from .. import dicom_compat
 from ..image import ImageSeries, ImageVolume, open_image_series
 from ..rtdose import DoseVolume
 from ..rtstruct import StructureSet
+from .ct import air_values
 from .dose import dose_removed_mask
 from .region import removed_mask
 from .structures import PlaneIndex, contour_z, kept_polygons_by_plane
@@ -105,8 +106,11 @@ def verify_written(result, written: Dict[str, List[Path]], options, deidentified
         _check_seg(report, written["seg"][0], image, image_mask)
     for n, other in enumerate(original.other_images):
         paths = [p for p in written.get("other_images", []) if p.parent.name == f"{other.modality or 'IMAGE'}_{n + 1}"]
-        if paths:
-            _check_image(report, f"other_image_{n + 1}", open_image_series(paths), other, region, kept_rois)
+        tag = f"other_image_{n + 1}"
+        if len(paths) != other.geometry.size[2]:
+            report.add(f"{tag}_written", False, f"{other.modality} series {other.series_instance_uid}: {len(paths)} of {other.geometry.size[2]} slices written")
+            continue
+        _check_image(report, tag, open_image_series(paths), other, region, kept_rois)
 
     # ---------------------------------------------------------------- dose
     for n, (path, orig) in enumerate(zip(written.get("rtdose", []), original.doses)):
@@ -198,8 +202,10 @@ def _check_image(report, tag: str, image: ImageSeries, orig: ImageVolume, region
             changed[in_plane] &= ~removed
         bad += int(np.count_nonzero(changed))
     if m.box is not None:
-        worst = worst if removed_n else -1000.0
-        report.add(f"{tag}_air", worst <= AIR_THRESHOLD_HU, f"{removed_n} removed voxels, highest {worst:.1f} HU")
+        # CT: at most -900 HU; other modalities (MR: no HU): at most the value the file stores for air
+        threshold = AIR_THRESHOLD_HU if orig.modality in ("CT", "") else float(air_values(orig).max())
+        worst = worst if removed_n else threshold
+        report.add(f"{tag}_air", worst <= threshold, f"{removed_n} removed voxels, highest {worst:.1f} (air at most {threshold:.1f})")
     else:
         report.add(f"{tag}_air", True, "the cut region misses the image")
     kept_n = int(m.kept_in_box.sum()) if m.kept_in_box is not None else 0
