@@ -13,16 +13,15 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+from hostile_corpus import PATIENT
 from pydicom.uid import generate_uid
+from test_deface_fixtures import tree_hashes
 
 from DefaceRTLib import synthetic
 from DefaceRTLib.cli import main
 from DefaceRTLib.geometry import ImageGeometry, resample
 from DefaceRTLib.image import read_image
 from DefaceRTLib.study import load_study
-
-from hostile_corpus import PATIENT
-from test_deface_fixtures import tree_hashes
 
 MR_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
 
