@@ -42,7 +42,8 @@ def run(tmp_path_factory):
     ds.FrameOfReferenceUID = "1.2.826.0.1.3680043.8.498.1"  # not the CT's: the study is refused, naming this file
     ds.save_as(broken)
     out = root / "out"
-    report = deface_path(tree, out, DefaceOptions(write_mask=False, qa_face="auto"))
+    # identity kept (the default de-identifies, and names ok studies by pseudonym)
+    report = deface_path(tree, out, DefaceOptions(write_mask=False, qa_face="auto", deidentification=None))
     return report, root / "out-qa", broken
 
 
