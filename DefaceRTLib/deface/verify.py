@@ -119,7 +119,7 @@ def verify_written(result, written: Dict[str, List[Path]], options, deidentified
         if not out.geometry.same_grid(orig.geometry):
             report.add(f"{tag}_grid", False, "written dose grid differs from the input grid")
             continue
-        m = dose_removed_mask(out, region, kept_rois)
+        m = dose_removed_mask(orig, region, kept_rois)  # on the input grid, as for the image
         vals = out.array[m.mask]
         report.add(f"{tag}_zeroed", not np.any(vals != 0), f"{m.removed_count} voxels zeroed, max left {float(vals.max()) if vals.size else 0.0:.4g}")
         tol = 1e-6 * max(1.0, float(np.abs(orig.array).max()))
@@ -186,7 +186,9 @@ def _check_image(report, tag: str, image: ImageSeries, orig: ImageVolume, region
     if not image.geometry.same_grid(orig.geometry):
         report.add(f"{tag}_grid", False, "written grid differs from the input grid")
         return None
-    m = removed_mask(image.geometry, region, kept_rois)
+    # evaluated on the input grid the defacing used: the written headers round positions (6 decimals),
+    # which flips voxel centres lying exactly on a kept contour (iso-line contours put vertices there)
+    m = removed_mask(orig.geometry, region, kept_rois)
     k_box = range(*m.box[0].indices(image.geometry.shape[0])) if m.box is not None else range(0)
     in_plane = m.box[1:] if m.box is not None else None
     removed_n, worst, bad = 0, -np.inf, 0
