@@ -12,7 +12,7 @@ patients -> studies -> image series and RT objects, then links them:
 
 Nothing relies on file names or folder names. Files that are not DICOM are
 skipped and listed, except empty files and files named like DICOM (``.dcm``,
-``.ima``, no suffix) that are not DICOM: those, DICOM files that cannot be
+``.ima``, numeric suffixes, binary files without a suffix) that are not DICOM: those, DICOM files that cannot be
 read (truncated, corrupt) and broken links are listed as problems, with the
 study and series they claim to belong to when their header says so
 (:meth:`DicomIndex.problems_of` gives the problems a study cannot be told
@@ -39,7 +39,7 @@ RT_MODALITIES = ("RTSTRUCT", "RTDOSE", "RTPLAN", "RTIMAGE", "RTRECORD")
 UNCOMPRESSED = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"}
 DEFLATED = "1.2.840.10008.1.2.1.99"
 #: non-DICOM files with these suffixes (lower case; "" = none) are reported as problems, not skipped
-DICOM_LIKE_SUFFIXES = ("", ".dcm", ".dicom", ".ima", ".img")
+DICOM_LIKE_SUFFIXES = (".dcm", ".dicom", ".ima")
 
 
 @dataclass
@@ -441,10 +441,18 @@ def _non_dicom_problem(path: Path) -> Optional[Problem]:
         return Problem(str(path), "empty file (0 bytes)")
     if not os.access(path, os.R_OK):
         return Problem(str(path), "file is not readable (permission denied)")
-    name = path.name.lower()
-    suffix = ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
+    suffix = path.suffix.lower()
     if suffix in DICOM_LIKE_SUFFIXES or suffix[1:].isdigit():
         return Problem(str(path), f"not a DICOM file ({size} bytes without a DICOM header)")
+    if suffix == "":
+        # scanners write DICOM files without a suffix; a text file (README, LICENSE) is not one of them
+        try:
+            with open(path, "rb") as f:
+                head = f.read(1024)
+        except OSError as exc:
+            return Problem(str(path), f"cannot read file ({exc.strerror})")
+        if b"\0" in head:
+            return Problem(str(path), f"not a DICOM file ({size} bytes of binary data without a DICOM header)")
     return None
 
 
