@@ -89,10 +89,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--qa-folder", type=Path, metavar="DIR",
                    help="where the QA figures go (they show the original face, so never inside OUTPUT; "
                         "default OUTPUT-qa beside it)")
-    g.add_argument("--qa-face", choices=("auto", "renders", "off"), default="auto",
+    g.add_argument("--qa-face", choices=("auto", "renders", "off"), default="off",
                    help="face QA in the QA folder and report: frontal skin renders before/after (needs VTK rendering) "
-                        "and, with the face extra installed, the defacing check and face distance (auto, the default); "
-                        "renders only; or off (faster)")
+                        "and, with the face extra installed, the defacing check and face distance (auto; about 8 s "
+                        "per 512x512 study); renders only; or off (the default: the QA figure and report only)")
     g.add_argument("--no-mask", action="store_true", help="do not write the removed-region labelmap")
     g.add_argument("--seg", action="store_true",
                    help="also write the removed region as a DICOM SEG referencing the defaced CT (needs highdicom)")
