@@ -7,7 +7,11 @@
   :func:`fingerprint` on that code (``python Testing/test_deface_equivalence.py
   --write`` with ``PYTHONPATH`` at the old checkout), once per environment,
   since the synthetic generator's floating point may differ between numpy
-  versions.
+  versions. They were then rewritten once after issue 17's deliberate
+  changes (the dose guard band covering the trilinear stencil; planning
+  helpers such as ``Eye_L_PRV`` no longer deleted as eyes): only the dose
+  fingerprints and those PRV ROIs changed, the CT, removed-region masks and
+  every other ROI's contour areas kept the pre-speed-work values.
 * ``test_kept_polygons_match_plain_even_odd``: the kept region of every
   plane equals the plain, quadratic even-odd accumulation (one
   ``symmetric_difference`` per contour, every contour), computed here.

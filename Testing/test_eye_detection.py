@@ -203,7 +203,8 @@ def test_cli_auto_landmarks_tree_and_refusal(tmp_path):
     out = tmp_path / "out"
     # without --auto-landmarks: both studies are bad input
     assert main(["deface", str(tree), str(tmp_path / "o0"), "--quiet", "--no-qa-figure", "--dry-run"]) == 3
-    rc = main(["deface", str(tree), str(out), "--quiet", "--no-qa-figure", "--auto-landmarks", "--json"])
+    rc = main(["deface", str(tree), str(out), "--quiet", "--no-qa-figure", "--auto-landmarks", "--json",
+               "--keep-identity"])  # identity kept: output folders mirror the input
     assert rc == 3  # the CT ending below the eyes is refused; the other study is written
     summary = json.loads((out / "no_eye_rois" / "defacert" / "deface_summary.json").read_text())
     lm = summary["landmarks"]

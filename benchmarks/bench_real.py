@@ -12,7 +12,7 @@ Patients (built once into ``--work``, reused when already there):
 
 Every run is a fresh process, ``python -m DefaceRTLib deface IN OUT`` (the
 ``defacert`` command; verification and the QA figure on, as by default),
-with and without ``--deidentify``, interleaved in the same loop with the
+with the default de-identification and with ``--keep-identity``, interleaved in the same loop with the
 published code (``../shared/reference/defaceRT/run_reference.sh``) when it
 is present. Printed per case: median process wall over ``--repeats`` runs,
 the child's peak RSS (``os.wait4``: the whole process tree), the stage
@@ -29,7 +29,9 @@ to it.
 ``--code-root`` runs the command from another checkout (to measure the code
 before a change with the same script). Targets (issue 14): clinical512
 defaults >= 3x faster than the reference with peak RSS <= 700 MB, >= 2.5x
-with ``--deidentify``; synthetic <= 1.5 s.
+with de-identification (now the default; ``--keep-identity`` is the
+variant without it); synthetic <= 1.5 s. ``--code-root`` checkouts from before
+de-identification became the default need ``--no-keep-identity``.
 """
 
 from __future__ import annotations
@@ -128,7 +130,7 @@ def main() -> int:
                         help="where the patients are built (kept) and outputs written (removed)")
     parser.add_argument("--shared", type=Path, default=SHARED, help="the shared folder (data/, reference/)")
     parser.add_argument("--no-reference", action="store_true", help="do not run the published defaceRT")
-    parser.add_argument("--no-deidentify", action="store_true", help="skip the --deidentify variant")
+    parser.add_argument("--no-keep-identity", action="store_true", help="skip the --keep-identity variant")
     args = parser.parse_args()
     cases = [c for c in args.cases.split(",") if c]
     for c in cases:
@@ -147,9 +149,9 @@ def main() -> int:
     for case in cases:
         src = build(case, args.work / "patients" / case, args.shared)
         print(f"\n== {case}: {describe(src)}", flush=True)
-        variants = {"defacert": [], "defacert --deidentify": []}
-        if args.no_deidentify:
-            del variants["defacert --deidentify"]
+        variants = {"defacert --keep-identity": [], "defacert": []}
+        if args.no_keep_identity:
+            del variants["defacert --keep-identity"]
         if reference is not None:
             variants["published defaceRT"] = []
         ref_total: List[float] = []
@@ -166,8 +168,8 @@ def main() -> int:
                         ref_total.append(float(found.group(1)))
                 else:
                     cmd = [sys.executable, "-m", "DefaceRTLib", "deface", str(src), str(out)]
-                    if "--deidentify" in v:
-                        cmd.append("--deidentify")
+                    if "--keep-identity" in v:
+                        cmd.append("--keep-identity")
                     m = run(cmd, env, log)
                     summary = json.loads((out / "defacert" / "deface_summary.json").read_text())
                     if not summary["verification"]["passed"]:
