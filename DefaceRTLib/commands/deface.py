@@ -43,6 +43,7 @@ def _point(text: str) -> Tuple[float, float, float]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..deface.keywords import DEFAULT_EYE_KEYWORDS, DEFAULT_KEEP_KEYWORDS, DEFAULT_REMOVE_KEYWORDS
     from ..deface.landmarks import DEFAULT_EYE_RADIUS_MM
+    from ..deface.qa import FACE_MODES
 
     parser.add_argument("input", type=Path, help="patient folder or tree of patient folders (DICOM)")
     parser.add_argument("output", type=Path, help="output folder (must not exist, must not be inside INPUT)")
@@ -89,7 +90,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--qa-folder", type=Path, metavar="DIR",
                    help="where the QA figures go (they show the original face, so never inside OUTPUT; "
                         "default OUTPUT-qa beside it)")
-    g.add_argument("--qa-face", choices=("auto", "renders", "off"), default="off",
+    g.add_argument("--qa-face", choices=FACE_MODES, default="off",
                    help="face QA in the QA folder and report: frontal skin renders before/after (needs VTK rendering) "
                         "and, with the face extra installed, the defacing check and face distance (auto; about 8 s "
                         "per 512x512 study); renders only; or off (the default: the QA figure and report only)")
