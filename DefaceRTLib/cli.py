@@ -7,6 +7,8 @@ Exit codes (documented in ``defacert --help``):
 * 2: usage error (bad options)
 * 3: bad input (unreadable, inconsistent or unsupported data)
 * 4: the output cannot be written where it was asked to go
+* 5: partly done: some studies of a tree failed (each listed with its file);
+  the others were written and verified
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ EXIT_CHECK_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INPUT = 3
 EXIT_OUTPUT = 4
+EXIT_PARTIAL = 5
 
 EPILOG = """exit codes:
   0  success
@@ -33,6 +36,8 @@ EPILOG = """exit codes:
   2  usage error
   3  bad input (unreadable, inconsistent or unsupported data)
   4  output cannot be written where asked
+  5  partly done: some studies of a tree failed (each listed with its file),
+     the others were written and verified
 """
 
 

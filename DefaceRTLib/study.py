@@ -10,6 +10,7 @@ complete), refusing to write into the input tree or over existing output.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -23,7 +24,7 @@ from pydicom.dataset import Dataset
 from . import dicom_compat
 from .errors import InputError, OutputError
 from .image import ImageVolume, read_image_series
-from .index import DicomIndex, StudyEntry, index_folder
+from .index import DicomIndex, Problem, StudyEntry, index_folder
 from .rtdose import DoseVolume
 from .rtstruct import StructureSet
 from .uids import UIDMap
@@ -72,7 +73,11 @@ def select_study(index: DicomIndex, where: PathLike = "") -> StudyEntry:
 
 
 def load_study_entry(
-    entry: StudyEntry, index: Optional[DicomIndex] = None, modality: str = "CT", allow_oblique: bool = False
+    entry: StudyEntry,
+    index: Optional[DicomIndex] = None,
+    modality: str = "CT",
+    allow_oblique: bool = False,
+    problems: Optional[Sequence[Problem]] = None,
 ) -> RTStudy:
     """Read the image series, structure set, doses and plans of one indexed study.
 
@@ -82,7 +87,8 @@ def load_study_entry(
     ``other_images`` entry when it shares the primary's frame of reference;
     a series in another frame of reference cannot be defaced with the
     primary's landmarks, so it stops the study with an error naming it
-    (nothing is left out silently)."""
+    (nothing is left out silently). The broken files of the study
+    (``problems``, by default ``index.problems_of(entry)``) stop it."""
     all_series = entry.image_series()
     series = entry.image_series(modality) or all_series
     if not series:
@@ -93,12 +99,13 @@ def load_study_entry(
     if len(all_series) > 1:
         # the primary series is the one the structure set was drawn on
         primary = next((s for s in series if s.uid in linked), next((s for s in all_series if s.uid in linked), series[0]))
-    if index is not None:
+    if problems is None and index is not None:
+        problems = index.problems_of(entry)
+    if problems:
         # a broken file of this study (or one that cannot be told apart from it) stops it: never dropped silently
-        bad = index.problems_of(entry)
-        if bad:
-            more = f" (and {len(bad) - 1} more broken files: {', '.join(b.path for b in bad[1:4])})" if len(bad) > 1 else ""
-            raise InputError(bad[0].message + more, bad[0].path)
+        bad = list(problems)
+        more = f" (and {len(bad) - 1} more broken files: {', '.join(b.path for b in bad[1:4])})" if len(bad) > 1 else ""
+        raise InputError(bad[0].message + more, bad[0].path)
     for s in all_series:
         if s is not primary and s.frame_of_reference_uid != primary.frame_of_reference_uid:
             raise InputError(
@@ -260,3 +267,270 @@ def _write_image(volume: ImageVolume, folder: Path, finalize: Callable[[Dataset]
     from .image import write_image_series
 
     return write_image_series(volume, folder, prefix=volume.modality or "IMAGE", finalize=finalize)
+
+
+# ------------------------------------------------------------ output safety
+#: lock file beside an output (never inside it: the output is for sharing)
+LOCK_SUFFIX = ".defacert-lock"
+
+
+def lock_path(output: PathLike) -> Path:
+    """Where :func:`output_lock` locks ``output``: ``.NAME.defacert-lock`` beside it."""
+    output = Path(output)
+    return output.parent / f".{output.name}{LOCK_SUFFIX}"
+
+
+@contextmanager
+def output_lock(output: PathLike) -> Iterator[Path]:
+    """Hold an exclusive operating-system lock on ``output`` while a run writes it.
+
+    A second run on the same output (any process on this machine, or on a
+    shared file system honouring ``flock``) is refused with an
+    :class:`OutputError` naming the process that holds it. The lock is
+    released by the kernel when the holder dies (even by ``kill -9``), so a
+    stale lock file never blocks; it is removed when the run ends.
+    """
+    output = Path(output)
+    path = lock_path(output)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the output's parent folder ({exc.strerror})", output.parent) from exc
+    for _attempt in range(5):
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise OutputError(f"cannot create the lock file ({exc.strerror})", path) from exc
+        if not _try_lock(fd):
+            try:
+                holder = os.read(fd, 200).decode("ascii", "replace").strip() or "another process"
+            finally:
+                os.close(fd)
+            raise OutputError(
+                f"another defacert run ({holder}) is writing this output; wait for it to finish or choose another output",
+                output,
+            )
+        # the holder before us may have removed the file just before we locked it: lock the file that is there
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except OSError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    else:  # pragma: no cover - only under heavy contention
+        raise OutputError("could not lock the output (its lock file keeps changing)", output)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"process {os.getpid()} on {_hostname()}".encode("ascii", "replace"))
+        yield path
+    finally:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        _unlock(fd)
+        os.close(fd)
+
+
+def _hostname() -> str:
+    import socket
+
+    try:
+        return socket.gethostname()
+    except OSError:  # pragma: no cover
+        return "this machine"
+
+
+def _try_lock(fd: int) -> bool:
+    if os.name == "nt":  # pragma: no cover - Windows
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            return True
+        except OSError:
+            return False
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+
+
+def _unlock(fd: int) -> None:
+    try:
+        if os.name == "nt":  # pragma: no cover - Windows
+            import msvcrt
+
+            os.lseek(fd, 0, os.SEEK_SET)
+            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    except OSError:  # pragma: no cover
+        pass
+
+
+def remove_stale_partials(output: PathLike) -> List[Path]:
+    """Remove the ``.NAME.partial-*`` (staging) and ``.NAME.old-*`` (replaced
+    output) folders a killed run left beside ``output``. Call it with
+    :func:`output_lock` held, so none of them belongs to a running job.
+    Returns what was removed."""
+    output = Path(output)
+    removed: List[Path] = []
+    if not output.parent.is_dir():
+        return removed
+    for prefix in (f".{output.name}.partial-", f".{output.name}.old-"):
+        for p in sorted(output.parent.glob(prefix + "*")):
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+                removed.append(p)
+    return removed
+
+
+def folder_identity(path: PathLike) -> Optional[tuple]:
+    """(device, inode) of ``path`` itself (links not followed), None if absent:
+    tells whether a folder is still the one a run found or created."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def stage_folder(output: PathLike, private: bool = False) -> Path:
+    """A new empty staging folder ``.NAME.partial-*`` beside ``output``, with
+    the permissions the umask gives a new folder (``rwx------`` if ``private``)."""
+    output = Path(output)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
+        if not private:
+            os.chmod(tmp, 0o777 & ~current_umask())
+    except OSError as exc:
+        raise OutputError(f"cannot create output ({exc.strerror})", output) from exc
+    return tmp
+
+
+def _appeared(path: Path) -> OutputError:
+    return OutputError(
+        "this output folder was created or replaced by someone else while defacert was running; "
+        "nothing was replaced (choose another output, or remove it and run again)",
+        path,
+    )
+
+
+@dataclass
+class ClaimedRoot:
+    """The output folder of a tree run (:func:`claim_root`): studies are
+    committed below it while it is still this folder (``identity``)."""
+
+    path: Path
+    identity: tuple
+    created: bool
+    old: Optional[Path] = None  # the replaced output (``--overwrite``), moved aside until the run ends
+
+
+def claim_root(output: PathLike, overwrite: bool = False, private: bool = False) -> ClaimedRoot:
+    """Create the output folder of a tree run, or adopt it if it is empty;
+    with ``overwrite`` an existing output is moved aside (``.NAME.old-*``)
+    and restored by :func:`release_root` if no study is committed."""
+    output = Path(output)
+    old = None
+    if folder_identity(output) is not None:
+        if overwrite:
+            try:
+                old = Path(tempfile.mkdtemp(prefix=f".{output.name}.old-", dir=output.parent))
+                os.replace(output, old / "old")
+            except OSError as exc:
+                raise OutputError(f"cannot move the old output aside ({exc.strerror})", output) from exc
+        elif output.is_dir() and not output.is_symlink() and not any(output.iterdir()):
+            return ClaimedRoot(output, folder_identity(output), created=False)
+        else:
+            raise OutputError("output already exists (use --overwrite to replace it)", output)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        os.mkdir(output, 0o700 if private else 0o777)
+    except FileExistsError:
+        raise _appeared(output) from None
+    except OSError as exc:
+        raise OutputError(f"cannot create output ({exc.strerror})", output) from exc
+    return ClaimedRoot(output, folder_identity(output), created=True, old=old)
+
+
+def release_root(root: ClaimedRoot, committed: bool) -> None:
+    """End of a tree run: delete the replaced old output when studies were
+    committed; otherwise remove the (still empty) folder this run created
+    and put the old output back."""
+    if committed:
+        if root.old is not None:
+            shutil.rmtree(root.old, ignore_errors=True)
+        return
+    if root.created and folder_identity(root.path) == root.identity:
+        try:
+            os.rmdir(root.path)  # only if empty: never delete what someone else put there
+        except OSError:
+            pass
+    if root.old is not None:
+        if folder_identity(root.path) is None:
+            os.replace(root.old / "old", root.path)
+        shutil.rmtree(root.old, ignore_errors=True)
+
+
+def commit_staged(staging: PathLike, root: PathLike, rel: PathLike, root_identity: Optional[tuple], overwrite: bool = False) -> Path:
+    """Move the complete, verified folder ``staging`` into place in one
+    rename and return where it went.
+
+    ``rel`` ``"."``: the folder becomes ``root`` itself (one study), which
+    must still be what it was when the run started (``root_identity``:
+    None = absent; an empty folder; anything with ``overwrite``, moved aside
+    and deleted once the new one is in place). Otherwise it becomes
+    ``root/rel``: ``root`` must still be the folder the run claimed
+    (:func:`claim_root`) and ``root/rel`` must not exist. Anything that
+    appeared meanwhile is never replaced: :class:`OutputError`.
+    """
+    staging, root = Path(staging), Path(root)
+    if str(rel) in ("", "."):
+        now = folder_identity(root)
+        old = None
+        if now is not None:
+            if now != root_identity:
+                raise _appeared(root)
+            if overwrite:
+                old = Path(tempfile.mkdtemp(prefix=f".{root.name}.old-", dir=root.parent))
+                os.replace(root, old / "old")
+            else:
+                try:
+                    os.rmdir(root)  # the empty folder it was at the start
+                except OSError:
+                    raise _appeared(root) from None
+        target = root
+    else:
+        if folder_identity(root) != root_identity:
+            raise _appeared(root)
+        target = root / rel
+        if os.path.lexists(target):
+            raise OutputError(
+                "this study's output folder appeared while defacert was running; nothing was replaced", target
+            )
+        old = None
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create output ({exc.strerror})", target.parent) from exc
+    try:
+        if os.path.lexists(target):  # created between the check and the rename
+            raise FileExistsError(errno.EEXIST, "exists")
+        os.rename(staging, target)
+    except OSError as exc:
+        if old is not None and folder_identity(target) is None:
+            os.replace(old / "old", target)
+            shutil.rmtree(old, ignore_errors=True)
+        raise OutputError(f"cannot move the study into place ({exc.strerror}); nothing was replaced", target) from exc
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return target

@@ -54,7 +54,7 @@ def main(argv) -> int:
     report = deface_path(args.input, args.output, options, overwrite=args.overwrite, progress=TextProgress(enabled=not args.quiet))
     for o in report.outcomes:
         print(f"{o.status}: {o.source} -> {o.output or '-'}" + (f" ({o.message})" if o.message else ""))
-    return 0 if report.ok else 1
+    return report.exit_code()  # 0 ok, 5 partly done (see defacert --help)
 
 
 if __name__ == "__main__":

@@ -179,7 +179,9 @@ def _describe(outcome, output_root: Path) -> List[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..cli import EXIT_PARTIAL
     from ..deface.pipeline import KEEP_IDENTITY_WARNING, VerificationError, deface_path
+    from ..errors import DefaceRTError
     from ..progress import TextProgress
 
     try:
@@ -192,8 +194,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = deface_path(args.input, args.output, options, overwrite=args.overwrite, dry_run=args.dry_run, progress=progress)
     except VerificationError as exc:
+        _list_failures(getattr(exc, "report", None))
         print(f"defacert deface: verification failed, nothing written: {exc}", file=sys.stderr)
         return 1
+    except DefaceRTError as exc:
+        _list_failures(getattr(exc, "report", None))  # nothing written: every study failed
+        raise
     if args.json:
         print(json.dumps([o.__dict__ for o in report.outcomes], indent=2, default=str))
     else:
@@ -204,10 +210,19 @@ def run(args: argparse.Namespace) -> int:
         if report.qa_folder:
             print(f"QA report: {Path(report.qa_folder) / 'index.html'} (open it in a browser; it shows the original "
                   "faces: not for sharing)")
-    if report.count("input error"):
-        print(f"defacert deface: {report.count('input error')} of {len(report.outcomes)} studies had bad input", file=sys.stderr)
-        return 3
-    if report.count("verification failed"):
-        print(f"defacert deface: {report.count('verification failed')} studies failed verification (not written)", file=sys.stderr)
-        return 1
-    return 0
+    code = report.exit_code()
+    if code:
+        _list_failures(report)
+    if code == EXIT_PARTIAL:
+        print("defacert deface: the other studies were written and verified (exit code 5: partly done)", file=sys.stderr)
+    return code
+
+
+def _list_failures(report) -> None:
+    """Every failed study (and broken file of no study) on stderr, with its file."""
+    if report is None or len(report.outcomes) < 2:
+        return
+    failed = report.failed
+    print(f"defacert deface: {len(failed)} of {len(report.outcomes)} failed:", file=sys.stderr)
+    for o in failed:
+        print(f"  {o.status}: {o.message or o.source}", file=sys.stderr)

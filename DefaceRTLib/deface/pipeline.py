@@ -17,8 +17,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
-import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +28,7 @@ from pydicom.dataset import Dataset
 from ..deidentify import DeidentificationOptions
 from ..errors import DefaceRTError, InputError, OutputError
 from ..rtstruct import ROI
-from ..study import RTStudy, atomic_output, check_output_location, is_within, load_study_entry, write_study
+from ..study import RTStudy, check_output_location, is_within, write_study
 from ..uids import UIDMap
 from .ct import air_values, deface_image
 from .dose import deface_dose
@@ -392,10 +390,10 @@ class StudyOutcome:
 
     source: str
     output: Optional[str]
-    status: str  # "ok", "input error", "verification failed", "dry run"
+    status: str  # "ok", "dry run", or a failure: "input error", "verification failed", "output error"
     message: str = ""
     summary: Optional[dict] = None
-    where: Optional[str] = None  # the file (or folder) an input error is about
+    where: Optional[str] = None  # the file (or folder) a failure is about
 
 
 @dataclass
@@ -411,33 +409,26 @@ class RunReport:
     def count(self, status: str) -> int:
         return sum(1 for o in self.outcomes if o.status == status)
 
+    @property
+    def failed(self) -> List[StudyOutcome]:
+        return [o for o in self.outcomes if o.status not in ("ok", "dry run")]
 
-def file_signatures(paths: Sequence[Path]) -> Dict[str, Tuple[int, int]]:
-    """(size, mtime_ns) of each file: a cheap check that the input was not touched."""
-    out = {}
-    for p in paths:
-        st = os.stat(p)
-        out[str(p)] = (st.st_size, st.st_mtime_ns)
-    return out
+    def exit_code(self) -> int:
+        """The ``defacert`` exit code of the run: 0 every study written and
+        verified; 5 partly done (some studies failed, the others were written
+        and verified); when every study failed 3 (bad input), 4 (output) or
+        1 (verification)."""
+        from ..cli import EXIT_CHECK_FAILED, EXIT_INPUT, EXIT_OK, EXIT_OUTPUT, EXIT_PARTIAL
 
-
-def _study_files(entry) -> List[Path]:
-    files = [p for s in entry.series for p in s.paths]
-    files += [o.path for o in entry.rt_objects()]
-    return files
-
-
-def _relative_output(entry, root: Path) -> Path:
-    files = _study_files(entry)
-    common = Path(os.path.commonpath([str(p.parent.resolve()) for p in files]))
-    try:
-        rel = common.relative_to(root.resolve())
-    except ValueError:
-        rel = Path(entry.uid)
-    # the folder of an image series is usually one level below the study folder
-    if len(entry.series) == 1 and not entry.rt_objects() and rel.parts:
-        rel = rel.parent
-    return rel
+        failed = self.failed
+        if not failed:
+            return EXIT_OK
+        if len(failed) < len(self.outcomes):
+            return EXIT_PARTIAL
+        statuses = {o.status for o in failed}
+        if "input error" in statuses:
+            return EXIT_INPUT
+        return EXIT_OUTPUT if "output error" in statuses else EXIT_CHECK_FAILED
 
 
 def deface_path(
@@ -451,14 +442,24 @@ def deface_path(
     """Deface every study below ``input_path`` into ``output_path``.
 
     One study: its output is ``output_path`` itself. Several: one sub-folder
-    per study, mirroring the input tree (named by pseudonym and study number
-    instead when de-identifying, since folder names often carry the patient's
-    name). Input errors of single studies are reported and skipped; when no
-    study could be defaced the first error is raised and nothing is written.
-    Studies that fail verification are removed from the output.
+    per study, mirroring the input tree (sibling sub-folders when studies
+    share a folder), or named ``PSEUDONYM/study_NNN`` when de-identifying,
+    since folder names often carry the patient's name.
+
+    Each study is read, defaced, written into its own staging folder,
+    verified and moved into place on its own, with its QA folder
+    (:func:`.tree.deface_study_job`): every study folder in the output is
+    complete and verified, and a run killed at study 800 keeps the 799
+    before. One bad study never stops the others: its failure, with the
+    file it is about, is in the :class:`RunReport` (and ``defacert_run.json``);
+    so are broken files that belong to no study. When no study is written
+    the first error is raised (carrying the report as ``.report``) and
+    nothing is left behind. A second run on the same output is refused
+    while this one holds its lock (:func:`~DefaceRTLib.study.output_lock`);
+    staging folders a killed run left are removed first; an output that
+    appears during the run is never replaced.
     """
-    from ..index import index_folder
-    from .verify import verify_written
+    from .tree import run_tree
 
     options = options or DefaceOptions()
     input_path = Path(input_path)
@@ -476,117 +477,10 @@ def deface_path(
             qa_root = Path(options.qa_folder or output_path.parent / f"{output_path.name}-qa")
             _check_map_location(qa_root, output_path, input_path, what="the QA figures (they show the original face)")
             check_output_location(qa_root, [input_path], overwrite)
-    index = index_folder(input_path if input_path.is_dir() else input_path.parent)
-    entries = [s for s in index.studies() if s.series]
-    if not entries:
-        index.raise_on_errors()  # a broken file is the likelier reason: name it
-        raise InputError("no image series (CT/MR) found", input_path)
-    report = RunReport()
-    deid = options.deidentification
-    pseudonyms = None
-    map_path = None
-    if deid is not None and not dry_run:
-        from ..deidentify import PseudonymMap
-
-        map_path = Path(options.pseudonym_map_path or output_path.parent / f"{output_path.name}-pseudonyms.csv")
-        _check_map_location(map_path, output_path, input_path)
-        pseudonyms = PseudonymMap.load(map_path, prefix=deid.pseudonym_prefix, salt=deid.salt)
-        report.pseudonym_map = str(map_path)
-    total = len(entries)
-    single = total == 1
-
-    used: set = set()
-
-    def deface_one(n: int, entry, tmp: Optional[Path], qa_tmp: Optional[Path]) -> None:
-        """Read, deface, write and verify one study; its outcome goes to ``report``."""
-        if progress:
-            progress(n, total, f"study {n + 1}/{total}")
-        files = _study_files(entry)
-        source = os.path.commonpath([str(p.parent) for p in files])
-        before = file_signatures(files)
-        try:
-            t0 = time.perf_counter()
-            study = load_study_entry(entry, index)
-            read_s = time.perf_counter() - t0
-            if study.structure_set is None and not options.manual_eye_centres and not options.auto_landmarks:
-                _raise_for_orphan_structure_set(index, source, study)
-            result = deface_study(study, options, where=source)
-            result.timings["read_s"] = read_s
-        except DefaceRTError as exc:
-            if isinstance(exc, OutputError):
-                raise
-            report.outcomes.append(StudyOutcome(source, None, "input error", str(exc), where=exc.where))
-            return
-        if dry_run or tmp is None:
-            report.outcomes.append(StudyOutcome(source, None, "dry run", "", result.summary))
-            return
-        pseudonym = pseudonyms.for_dataset(study.image.datasets[0]) if pseudonyms is not None and study.image.datasets else None
-        if single:
-            rel = Path(".")
-        elif pseudonym is not None:
-            rel = Path(pseudonym.patient_id) / f"study_{n + 1:03d}"
-        else:
-            rel = _relative_output(entry, index.root)
-        base, k = rel, 1
-        while str(rel) in used:
-            k += 1
-            rel = base.parent / f"{base.name}_{k}"
-        used.add(str(rel))
-        folder = tmp / rel
-        folder.mkdir(parents=True, exist_ok=True)
-        try:
-            qa_file = qa_tmp / rel / QA_NAME if qa_tmp is not None else None
-            outcome = _write_and_verify(
-                result, study, folder, options, pseudonym, source, rel, verify_written, qa_file
-            )
-        except BaseException:
-            _remove_study_output(folder, tmp)
-            raise
-        after = file_signatures(files)
-        if after != before:
-            outcome.status = "verification failed"
-            outcome.message = "input files changed during the run"
-        if outcome.status != "ok":
-            _remove_study_output(folder, tmp)
-            if qa_file is not None:
-                from .qa import remove_study_qa
-
-                remove_study_qa(qa_file.parent, qa_file.name)
-            outcome.output = None
-        report.outcomes.append(outcome)
-
-    def run_all(tmp: Optional[Path], qa_tmp: Optional[Path] = None) -> None:
-        for n, entry in enumerate(entries):
-            # the study's objects are freed when deface_one returns, before full collections resume
-            with _full_collections_paused():
-                deface_one(n, entry, tmp, qa_tmp)
-        if progress:
-            progress(total, total, "done")
-
-    if dry_run:
-        run_all(None)
-        return report
-    with contextlib.ExitStack() as stack:
-        tmp = stack.enter_context(atomic_output(output_path, [input_path], overwrite))
-        # entered second, so it is completed (or removed) before the output
-        qa_tmp = stack.enter_context(atomic_output(qa_root, [input_path], overwrite, private=True)) if qa_root else None
-        run_all(tmp, qa_tmp)
-        if not any(o.status == "ok" for o in report.outcomes):
-            first = report.outcomes[0] if report.outcomes else None
-            if first is not None and first.status == "input error":
-                raise _reraise(first.message)
-            if first is not None:
-                # verification failed everywhere: keep nothing that looks valid
-                raise VerificationError(f"verification failed: {first.message}", first.source)
-        _write_run_report(report, tmp, deid is not None)
-        if qa_tmp is not None:
-            from .report import write_cohort_report
-
-            write_cohort_report(qa_tmp, report.outcomes, output_path)
-        if pseudonyms is not None and map_path is not None:
-            pseudonyms.save(map_path, output_root=output_path)
-    report.qa_folder = str(qa_root) if qa_root else None
-    return report
+        if options.deidentification is not None:
+            map_path = Path(options.pseudonym_map_path or output_path.parent / f"{output_path.name}-pseudonyms.csv")
+            _check_map_location(map_path, output_path, input_path)
+    return run_tree(input_path, output_path, options, overwrite, dry_run, progress, qa_root)
 
 
 @contextlib.contextmanager
@@ -617,37 +511,6 @@ class VerificationError(DefaceRTError):
 
 def _reraise(message: str) -> InputError:
     return InputError(message)
-
-
-def _remove_study_output(folder: Path, tmp: Path) -> None:
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True, exist_ok=True) if folder == tmp else None
-    # remove now-empty parents below tmp
-    p = folder.parent
-    while p != tmp and tmp in p.parents:
-        try:
-            p.rmdir()
-        except OSError:
-            break
-        p = p.parent
-
-
-def _raise_for_orphan_structure_set(index, source: str, study: RTStudy) -> None:
-    """A structure set next to the CT that links to no image series belongs to another CT: say so."""
-    for st in index.studies():
-        for o in st.structure_sets:
-            if o.image_series_uid:
-                continue
-            try:
-                Path(o.path).resolve().relative_to(Path(source).resolve())
-            except ValueError:
-                continue
-            raise InputError(
-                f"structure set does not belong to the CT in this folder (it references image series "
-                f"{', '.join(o.referenced_series_uids) or '(none)'} in frame of reference {o.frame_of_reference_uid or '(none)'}, "
-                f"the CT is series {study.image.series_instance_uid} in {study.image.frame_of_reference_uid})",
-                o.path,
-            )
 
 
 def _check_map_location(map_path: Path, output: Path, input_path: Path, what: str = "the pseudonym map") -> None:
@@ -709,24 +572,6 @@ def _clean_summary(summary: dict, study: RTStudy) -> dict:
         datasets.append(study.structure_set.dataset)
     datasets += [d.dataset for d in study.doses if d.dataset is not None]
     return scrub_json(summary, study_identifying_strings(datasets))
-
-
-def _write_run_report(report: RunReport, folder: Path, deidentified: bool) -> None:
-    if len(report.outcomes) <= 1:
-        return
-    rows = []
-    for o in report.outcomes:
-        rows.append(
-            {
-                "source": None if deidentified else o.source,
-                "output": o.output,
-                "status": o.status,
-                # messages name input files, whose paths may carry the patient's name
-                "message": o.status if deidentified else o.message,
-            }
-        )
-    with open(folder / "defacert_run.json", "w", encoding="utf-8") as f:
-        json.dump({"studies": rows}, f, indent=2)
 
 
 __all__ = [
