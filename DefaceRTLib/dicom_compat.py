@@ -112,6 +112,15 @@ def copy_tree(ds: Dataset, skip: Iterable[int] = ()) -> Dataset:
     return result
 
 
+def undecoded_elements(ds: Dataset) -> dict:
+    """``{tag (int): element}`` of ``ds``'s top level as stored: undecoded
+    elements as ``RawDataElement`` (deferred ones, e.g. pixel data, not
+    read), decoded ones as they are. Nothing is converted or read (pydicom
+    3's ``Dataset.elements()`` and ``get_item`` read deferred values, so the
+    element dict is read directly, as in both pydicom 2.4 and 3)."""
+    return {int(tag): elem for tag, elem in ds._dict.items()}
+
+
 def adopt_encoding(item: Dataset, parent: Dataset) -> None:
     """Mark a dataset built in memory (a new sequence item) as encoded like
     ``parent`` was read, so pydicom writes its undecoded elements as they are

@@ -193,12 +193,19 @@ class StructureSet:
             raise InputError(exc.message, where) from exc
         if fast is not None:
             self._contour_items, self._implicit, colours, contours = fast
-            for number, cs in contours.items():
-                for n, c in enumerate(cs):
-                    try:
-                        check_contour_points(c.points)
-                    except InputError as exc:
-                        raise InputError(f"ROI {number} {names.get(str(number), '')!r}, contour {n + 1}: {exc.message}", where) from exc
+            every = [c.points for cs in contours.values() for c in cs]
+            try:
+                check_contour_points(np.concatenate(every) if every else np.zeros((0, 3)))  # all at once
+            except InputError:
+                for number, cs in contours.items():  # name the first bad contour
+                    for n, c in enumerate(cs):
+                        try:
+                            check_contour_points(c.points)
+                        except InputError as exc:
+                            raise InputError(
+                                f"ROI {number} {names.get(str(number), '')!r}, contour {n + 1}: {exc.message}", where
+                            ) from exc
+                raise
         for item in getattr(dataset, "ROIContourSequence", []) if fast is None else ():
             try:
                 number = int(item.ReferencedROINumber)
@@ -460,25 +467,37 @@ def _read_roi_contours_fast(dataset: Dataset):
         return None
     colours: Dict[int, Tuple[int, int, int]] = {}
     contours: Dict[int, List[Contour]] = {}
+    found = []  # (number, refs, kind, ContourData bytes, NumberOfContourPoints) in file order
     try:
         for item in items:
             number = int(C.text(C.get(item, C.REFERENCED_ROI_NUMBER)))
             colour = C.get(item, C.ROI_DISPLAY_COLOR)
             if colour is not None:
                 colours[number] = tuple(int(v) for v in C.text(colour).split("\\"))[:3]
-            cs = []
+            contours[number] = []
             for c in C.get(item, C.CONTOUR_SEQUENCE) or []:
                 refs = tuple(C.text(C.get(r, C.REFERENCED_SOP_INSTANCE_UID) or b"")
                              for r in C.get(c, C.CONTOUR_IMAGE_SEQUENCE) or [])
                 kind = C.get(c, C.CONTOUR_GEOMETRIC_TYPE)
-                points = _points_from_ds_bytes(C.get(c, C.CONTOUR_DATA) or b"")
                 declared = C.get(c, C.NUMBER_OF_CONTOUR_POINTS)
-                if declared is not None and C.text(declared).strip():
-                    check_contour_points(points, int(C.text(declared)))
-                cs.append(Contour(points, C.text(kind) if kind is not None else "CLOSED_PLANAR", refs))
-            contours[number] = cs
+                declared = int(C.text(declared)) if declared is not None and C.text(declared).strip() else None
+                found.append((number, refs, C.text(kind) if kind is not None else "CLOSED_PLANAR",
+                              (C.get(c, C.CONTOUR_DATA) or b"").strip(b" \x00"), declared))
+        # every coordinate of the sequence converted in one call
+        counts = [data.count(b"\\") + 1 if data else 0 for _, _, _, data, _ in found]
+        joined = b"\\".join(data for _, _, _, data, _ in found if data).decode("ascii", errors="replace")
+        values = np.array(joined.split("\\"), dtype=float) if joined else np.zeros(0)
     except (TypeError, ValueError):  # malformed numbers: pydicom's reading reports them
         return None
+    start = 0
+    for (number, refs, kind, _, declared), n in zip(found, counts):
+        if n % 3:
+            raise InputError(f"ContourData has {n} values, not a multiple of 3 (x, y, z per point)")
+        points = values[start:start + n].reshape(-1, 3)
+        start += n
+        if declared is not None and declared != len(points):
+            check_contour_points(points, declared)  # raises, naming the counts
+        contours[number].append(Contour(points, kind, refs))
     return items, bool(raw.is_implicit_VR), colours, contours
 
 

@@ -55,6 +55,29 @@ class RTStudy:
     def patient_id(self) -> str:
         return str(getattr(self.image.datasets[0], "PatientID", "")) if self.image.datasets else ""
 
+    def identifying_strings(self) -> List[str]:
+        """The strings that identify this study's patient, people and places
+        (:func:`DefaceRTLib.deidentify.study_identifying_strings` of the first
+        image header, the structure set, the doses and the plans), longest
+        first; collected once and kept, since the summary cleaning and
+        verification both need them. A structure set's ROI Contour Sequence
+        read by :mod:`.rtstruct_codec` is not walked: the codec accepts only
+        its standard numeric, UID and geometric-type attributes."""
+        cached = getattr(self, "_identifying_strings", None)
+        if cached is None:
+            from .deidentify import study_identifying_strings
+
+            ss = self.structure_set
+            found = set(study_identifying_strings(
+                list(self.image.datasets[:1]) + [d.dataset for d in self.doses if d.dataset is not None] + list(self.plans)
+            ))
+            if ss is not None:
+                skip = (0x30060039,) if ss._contour_items is not None else ()
+                found.update(study_identifying_strings([ss.dataset], skip))
+            cached = sorted(found, key=lambda s: (-len(s), s))
+            self._identifying_strings = cached
+        return list(cached)
+
 
 def select_study(index: DicomIndex, where: PathLike = "") -> StudyEntry:
     """The single study with an image series in ``index`` (error if none or several)."""

@@ -89,7 +89,8 @@ def stencil_kept_mask(
     """Dose voxels inside ``box`` (array slices ``[k, j, i]``) whose
     interpolation stencil reaches a kept structure (module docstring)."""
     import shapely
-    from shapely.geometry import Polygon
+
+    from .structures import even_odd_union
 
     if z_axis is None:
         z_axis, _ = geometry.index_axis_of((0.0, 0.0, 1.0))
@@ -104,36 +105,68 @@ def stencil_kept_mask(
     v = np.arange(lo[in_plane[1]], hi[in_plane[1]], dtype=float)
     U, V = np.meshgrid(u, v, indexing="ij")
     reach = STENCIL_VOXELS * np.sqrt(2.0)
+    margin = reach + _EPS
+    # only rings that come within ``margin`` of the box's voxel centres can
+    # change the grown area there (the even-odd area restricted to the box
+    # grown by ``margin`` is that of those rings alone)
+    near_lo = np.array([u[0], v[0]]) - margin if u.size and v.size else None
+    near_hi = np.array([u[-1], v[-1]]) + margin if u.size and v.size else None
+    if near_lo is None:
+        return kept
+    jobs: List[Tuple[np.ndarray, int]] = []  # (frames, group) per plane that can reach the box
+    coords: List[np.ndarray] = []
+    groups: List[int] = []
     for roi in kept_rois:
         planes = _planes(roi)
         h = _half_slab_mm(list(planes), 0.5 * dz)
+        r = STENCIL_VOXELS + h / dz + _EPS
         for z, rings in planes.items():
             kc = geometry.lps_to_index(np.array([[rings[0][0, 0], rings[0][0, 1], z]]))[0][z_axis]
-            r = STENCIL_VOXELS + h / dz + _EPS
             frames = np.arange(max(lo[z_axis], int(np.ceil(kc - r))), min(hi[z_axis], int(np.floor(kc + r)) + 1))
             if frames.size == 0:
                 continue
-            area = None
-            for ring in rings:
-                idx = geometry.lps_to_index(ring)
-                poly = Polygon(idx[:, in_plane]).buffer(0)
-                area = poly if area is None else area.symmetric_difference(poly)  # even-odd
-            if area is None or area.is_empty:
+            idx = geometry.lps_to_index(np.concatenate(rings))[:, in_plane]
+            ends = np.cumsum([len(ring) for ring in rings])
+            near = [
+                part for part in np.split(idx, ends[:-1])
+                if np.all(part.min(axis=0) <= near_hi) and np.all(part.max(axis=0) >= near_lo)
+            ]
+            if not near:
                 continue
-            grown = area.buffer(reach + _EPS)
-            b0, b1, b2, b3 = grown.bounds
-            if b2 < u[0] or b0 > u[-1] or b3 < v[0] or b1 > v[-1]:
-                continue
-            shapely.prepare(grown)
-            inside = shapely.intersects_xy(grown, U, V)  # [u, v]
-            if not inside.any():
-                continue
-            # place the (u, v) plane into the [k, j, i] box for each frame
-            plane = _to_box_axes(inside, in_plane)
-            for f in frames:
-                sel = [slice(None)] * 3
-                sel[2 - z_axis] = f - lo[z_axis]
-                kept[tuple(sel)] |= plane
+            coords += near
+            groups += [len(jobs)] * len(near)
+            jobs.append((frames, len(jobs)))
+    if not jobs:
+        return kept
+    sizes = np.array([len(c) for c in coords])
+    rings_ = shapely.linearrings(np.concatenate(coords), indices=np.repeat(np.arange(len(coords)), sizes))
+    polys = shapely.buffer(shapely.polygons(rings_), 0, quad_segs=16)  # each ring made valid as a polygon of its own
+    members: List[list] = [[] for _ in jobs]
+    for g, poly in zip(groups, polys):
+        members[g].append(poly)
+    areas = even_odd_union(members)
+    grown_all = shapely.buffer(np.array(areas, dtype=object), margin, quad_segs=16)  # as BaseGeometry.buffer
+    for (frames, _), area, grown in zip(jobs, areas, grown_all):
+        if area.is_empty or grown.is_empty:
+            continue
+        b0, b1, b2, b3 = grown.bounds
+        iu = np.flatnonzero((u >= b0) & (u <= b2))
+        iv = np.flatnonzero((v >= b1) & (v <= b3))
+        if iu.size == 0 or iv.size == 0:
+            continue
+        su, sv = slice(iu[0], iu[-1] + 1), slice(iv[0], iv[-1] + 1)
+        shapely.prepare(grown)
+        inside_sub = shapely.intersects_xy(grown, U[su, sv], V[su, sv])  # [u, v]
+        if not inside_sub.any():
+            continue
+        inside = np.zeros(U.shape, dtype=bool)
+        inside[su, sv] = inside_sub
+        # place the (u, v) plane into the [k, j, i] box for each frame
+        plane = _to_box_axes(inside, in_plane)
+        for f in frames:
+            sel = [slice(None)] * 3
+            sel[2 - z_axis] = f - lo[z_axis]
+            kept[tuple(sel)] |= plane
     return kept
 
 

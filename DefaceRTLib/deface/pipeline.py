@@ -332,6 +332,51 @@ def write_result(
     """Write the defaced DICOM objects and the extras into the existing ``folder``;
     the QA figure (when ``options.write_qa_figure``) goes to ``qa_file``,
     which must be outside ``folder``."""
+    written, qa_job = _write_result(result, folder, options, uid_map, finalize, qa_file)
+    if qa_job is not None:
+        written["qa"] = _finish_qa(result, qa_job)
+    return written
+
+
+def _start_qa(result: DefaceResult, options: DefaceOptions, qa_file: Optional[Path]):
+    """The study's QA files, drawn in a forked child process alongside the
+    DICOM write and the verification (:class:`DefaceRTLib.forked.ForkedCall`;
+    in this process where forking is not safe). None when no QA is wanted."""
+    if not options.write_qa_figure or qa_file is None:
+        return None
+    from ..forked import ForkedCall
+    from .qa import write_study_qa
+
+    title = str(result.original.source) if result.original.source else None
+    return ForkedCall(write_study_qa, result, qa_file.parent, qa_file.name, options.qa_face, title)
+
+
+def _finish_qa(result: DefaceResult, qa_job) -> List[Path]:
+    """Wait for the QA files of :func:`_start_qa`; their own drawing time is
+    ``qa_figure_s``, the time spent waiting for them ``qa_wait_s``."""
+    t = time.perf_counter()
+    try:
+        paths = qa_job.result()
+    finally:
+        result.timings["qa_wait_s"] = time.perf_counter() - t
+        result.timings["qa_figure_s"] = qa_job.seconds
+    return paths
+
+
+def _write_result(result, folder, options, uid_map, finalize, qa_file):
+    """:func:`write_result` without waiting for the QA files: returns
+    (written files, the QA job or None)."""
+    qa_job = _start_qa(result, options, qa_file)
+    try:
+        written = _write_dicom_and_extras(result, folder, options, uid_map, finalize)
+    except BaseException:
+        if qa_job is not None:
+            qa_job.cancel()
+        raise
+    return written, qa_job
+
+
+def _write_dicom_and_extras(result, folder, options, uid_map, finalize) -> Dict[str, List[Path]]:
     t = time.perf_counter()
     written = write_study(result.defaced, folder, uid_map=uid_map, finalize=finalize)
     result.timings["write_dicom_s"] = time.perf_counter() - t
@@ -353,13 +398,6 @@ def write_result(
             write_removed_region_seg(result.image_mask.mask, written["image"], folder / SEG_NAME, uid_map or UIDMap())
         ]
         result.timings["write_seg_s"] = time.perf_counter() - t
-    if options.write_qa_figure and qa_file is not None:
-        t = time.perf_counter()
-        from .qa import write_study_qa
-
-        title = str(result.original.source) if result.original.source else None
-        written["qa"] = write_study_qa(result, qa_file.parent, qa_file.name, options.qa_face, title)
-        result.timings["qa_figure_s"] = time.perf_counter() - t
     return written
 
 
@@ -533,11 +571,19 @@ def _write_and_verify(result, study, folder, options, pseudonym, source, rel, ve
 
     uid_map = UIDMap(salt=options.uid_salt)
     t = time.perf_counter()
-    written = write_result(result, folder, options, uid_map=uid_map, finalize=finalize, qa_file=qa_file)
+    # the QA files are drawn alongside the write and the verification (in a forked child where safe)
+    written, qa_job = _write_result(result, folder, options, uid_map, finalize, qa_file)
     result.timings["write_s"] = time.perf_counter() - t
-    t = time.perf_counter()
-    verification = verify_written(result, written, options, deidentified=deid is not None)
-    result.timings["verify_s"] = time.perf_counter() - t
+    try:
+        t = time.perf_counter()
+        verification = verify_written(result, written, options, deidentified=deid is not None)
+        result.timings["verify_s"] = time.perf_counter() - t
+    except BaseException:
+        if qa_job is not None:
+            qa_job.cancel()
+        raise
+    if qa_job is not None:
+        written["qa"] = _finish_qa(result, qa_job)
     summary = dict(result.summary)
     summary["timings_s"] = {k: round(v, 4) for k, v in result.timings.items()}
     summary["verification"] = verification.to_dict()
@@ -565,13 +611,9 @@ def _write_and_verify(result, study, folder, options, pseudonym, source, rel, ve
 def _clean_summary(summary: dict, study: RTStudy) -> dict:
     """``summary`` with every string cleaned of what identified the study's
     objects (:func:`DefaceRTLib.deidentify.scrub_json`)."""
-    from ..deidentify import scrub_json, study_identifying_strings
+    from ..deidentify import scrub_json
 
-    datasets = list(study.image.datasets[:1]) + list(study.plans)
-    if study.structure_set is not None:
-        datasets.append(study.structure_set.dataset)
-    datasets += [d.dataset for d in study.doses if d.dataset is not None]
-    return scrub_json(summary, study_identifying_strings(datasets))
+    return scrub_json(summary, study.identifying_strings())
 
 
 __all__ = [

@@ -15,9 +15,10 @@ Re-reads what was written and checks, independently of the in-memory result:
   plane and outside every kept polygon of its plane);
 * ``dose_zeroed`` / ``dose_unchanged``: the dose is 0 in the dose grid's
   removed region and identical elsewhere (PTV voxels included);
-* ``dose_in_kept_rois``: the written and the input dose, resampled linearly
-  (SimpleITK) onto the image grid, are identical inside every kept ROI (the
-  dose as a planning system or SlicerRT reads it; see :mod:`.dose`);
+* ``dose_in_kept_rois``: the written and the input dose, interpolated
+  linearly (SimpleITK) onto the image grid, are identical inside every kept
+  ROI (the dose as a planning system or SlicerRT reads it; see
+  :mod:`.dose`): their absolute difference, interpolated, is zero there;
 * ``seg_matches`` (when a DICOM SEG was written): it holds exactly the
   removed region, frame by frame on the written CT slices;
 * ``references``: the written folder indexes as one study whose structure
@@ -144,6 +145,7 @@ def _check_dose_in_kept(report, tag: str, orig: DoseVolume, out: DoseVolume, m, 
     image grid and compared at every image voxel inside each kept ROI; only
     image voxels within one dose voxel of a removed dose voxel can differ, so
     the comparison runs on the image sub-grid around them."""
+    from ..geometry import resample
     from ..rtstruct import rasterize_contours
 
     if not kept_rois or not m.removed_count:
@@ -160,10 +162,11 @@ def _check_dose_in_kept(report, tag: str, orig: DoseVolume, out: DoseVolume, m, 
         report.add(f"{tag}_in_kept_rois", True, "the removed dose is outside the image")
         return
     sub = image_geometry.crop(lo, hi)
-    before = orig.resample_to(sub, "linear")
-    after = out.resample_to(sub, "linear")
+    # linear interpolation is linear: interpolating |written - input| once bounds the change of the
+    # interpolated dose at every point (equal to it when the dose only decreased, as defacing does)
+    change = resample(np.abs(out.array - orig.array), dg, sub, "linear", default=0.0)
     tol = 1e-6 * max(1.0, float(np.abs(orig.array).max()))
-    changed = np.abs(after - before) > tol
+    changed = change > tol
     bad, checked = [], 0
     for roi in kept_rois:
         if not roi.closed_contours:
@@ -172,7 +175,7 @@ def _check_dose_in_kept(report, tag: str, orig: DoseVolume, out: DoseVolume, m, 
         checked += int(inside.sum())
         n = int(np.count_nonzero(changed & inside))
         if n:
-            worst = float(np.abs(after - before)[changed & inside].max())
+            worst = float(change[changed & inside].max())
             bad.append(f"{roi.name}: {n} image voxels, up to {worst:.4g} {out.units}")
     detail = "; ".join(bad) if bad else f"{checked} image voxels of kept ROIs near the removed dose: interpolated dose identical"
     report.add(f"{tag}_in_kept_rois", not bad, detail)
@@ -327,19 +330,19 @@ def _check_references(report, others, original, image, ss_out) -> None:
 
 
 def _check_deidentified(report, others, original, image, ss_out) -> None:
-    from ..deidentify import find_identifying_strings, identifying_strings, identifying_text_matcher
+    from ..deidentify import find_identifying_strings, identifying_text_matcher
 
-    originals = [original.image.datasets[0]] if original.image.datasets else []
-    if original.structure_set is not None:
-        originals.append(original.structure_set.dataset)
-    originals += [d.dataset for d in original.doses if d.dataset is not None] + list(original.plans)
-    strings = sorted({s for ds in originals for s in identifying_strings(ds)})
-    scrub = identifying_text_matcher(strings)  # built once for every header below
+    # the input's identifying strings (of the study read, not of the result)
+    scrub = identifying_text_matcher(original.identifying_strings())  # built once for every header below
     outputs = list(image.datasets) + ([ss_out.dataset] if ss_out is not None else [])
     outputs += others["rtdose"] + others["rtplan"] + others["seg"]
     msgs = []
+    first = image.datasets[0] if image.datasets else None
+    slices = {id(d) for d in image.datasets[1:]}
     for ds in outputs:
         skip = _codec_checked(ds, ss_out, scrub, msgs)
+        if id(ds) in slices:
+            skip = skip + _same_as(ds, first)  # checked on the first slice
         if str(getattr(ds, "PatientIdentityRemoved", "")) != "YES":
             msgs.append(f"{ds.Modality}: PatientIdentityRemoved is not YES")
         private = [int(tag) for tag in _all_tags(ds, skip) if tag.is_private]
@@ -369,12 +372,62 @@ def _codec_checked(ds, ss_out, scrub, msgs) -> tuple:
     return (0x30060039,)
 
 
+def _same_as(ds, reference) -> tuple:
+    """Top-level tags of ``ds`` whose element is the same as ``reference``'s:
+    identical encoded bytes (or, once decoded, identical VR and value), with
+    the same Specific Character Set. Checking them on ``reference`` checks
+    them here: the slices of a series share most of their header, and
+    decoding each slice's copy is most of the time of the check."""
+    mine, theirs = dicom_compat.undecoded_elements(ds), dicom_compat.undecoded_elements(reference)
+    if _element_key(mine.get(0x00080005)) != _element_key(theirs.get(0x00080005)):
+        return ()
+    same = []
+    for tag, elem in mine.items():
+        key = _element_key(elem)
+        if key is not None and key == _element_key(theirs.get(tag)):
+            same.append(tag)
+    return tuple(same)
+
+
+def _element_key(elem):
+    """(VR, encoded bytes) of an undecoded element, (VR, value) of a decoded
+    one, the keys of its items' elements for a sequence; ("absent",) for
+    None; None when it cannot be compared."""
+    from pydicom.dataelem import RawDataElement
+    from pydicom.multival import MultiValue
+
+    if elem is None:
+        return ("absent",)
+    if isinstance(elem, RawDataElement):
+        value = elem.value
+        if value is None and elem.value_tell is not None:
+            # deferred (not read): equal only as the same-length unread value; pixel data is not text
+            return ("deferred", elem.VR, elem.length)
+        return ("raw", elem.VR, elem.is_little_endian, elem.is_implicit_VR, bytes(value or b""))
+    value = elem.value
+    if elem.VR == "SQ":  # read as items of (mostly undecoded) elements: compare them
+        items = []
+        for item in value or []:
+            keys = tuple((tag, _element_key(e)) for tag, e in sorted(dicom_compat.undecoded_elements(item).items()))
+            if any(k is None for _, k in keys):
+                return None
+            items.append(keys)
+        return ("items", tuple(items))
+    if isinstance(value, (list, MultiValue)):
+        value = tuple(value)
+    return ("value", elem.VR, value)
+
+
 def _all_tags(ds, skip=()):
-    """Every tag of ``ds`` and its items, except the top-level ones in ``skip`` (not decoded)."""
-    for tag in ds.keys():
+    """Every tag of ``ds`` and its items, except the top-level ones in ``skip``
+    (not decoded); only sequences are decoded (to walk their items)."""
+    skip = {int(t) for t in skip}
+    for tag, raw in dicom_compat.undecoded_elements(ds).items():
         if tag in skip:
             continue
-        yield tag
+        yield raw.tag
+        if raw.VR not in (None, "SQ", "UN"):
+            continue  # its VR is known without decoding its value: not a sequence
         elem = ds[tag]
         if elem.VR == "SQ":
             for item in elem.value or []:

@@ -1,0 +1,145 @@
+"""Run one function in a forked child process while the caller goes on.
+
+A study's QA files (figure, thumbnails, face renders) are drawn from the
+defacing result held in memory and written outside the shareable output.
+Drawing them is single-threaded Python and matplotlib work (about 2.5 s for
+a 512 x 512 x 180 CT, of which 1 s is importing matplotlib and loading its
+fonts); the DICOM write and the verification that follow need none of it.
+:class:`ForkedCall` runs such a function in a ``fork()`` of the current
+process, so it sees the result without copying or pickling it (pages are
+shared copy-on-write), and uses a second core while the parent writes and
+verifies. The child's return value (or its exception) comes back through a
+pipe when :meth:`ForkedCall.result` is called.
+
+Where forking is not safe the function simply runs in the caller, at
+construction, with the same result: on platforms without ``fork`` (Windows)
+or where it is unsafe with system frameworks (macOS), in a process with more
+than one Python thread (a Dask worker, a GUI), in a process that imported Qt
+or Slicer, or when the environment variable ``DEFACERT_NO_FORK`` is set.
+The child dies with the parent (Linux ``PR_SET_PDEATHSIG``): a killed run
+leaves no process drawing into its stale partial folders.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import sys
+import threading
+import time
+from typing import Any, Callable, Optional
+
+#: modules whose presence means this may be a GUI process, where forking is not safe
+_GUI_MODULES = ("qt", "PythonQt", "slicer", "PyQt5", "PySide2", "PySide6", "ctk")
+
+
+def fork_is_safe() -> bool:
+    """Whether :class:`ForkedCall` would fork here (see the module docstring)."""
+    if not sys.platform.startswith("linux") or not hasattr(os, "fork"):
+        return False
+    if os.environ.get("DEFACERT_NO_FORK"):
+        return False
+    if threading.active_count() != 1:
+        return False
+    return not any(m in sys.modules for m in _GUI_MODULES)
+
+
+def _die_with_parent() -> None:
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except Exception:  # pragma: no cover - best effort
+        pass
+
+
+class ForkedCall:
+    """``fn(*args, **kwargs)``, in a forked child when :func:`fork_is_safe`.
+
+    :meth:`result` waits for it and returns its value, or raises its
+    exception in the caller (re-created when it can be pickled, else as
+    ``RuntimeError`` with its text). :meth:`cancel` kills the child. Either
+    must be called once; ``seconds`` is then the function's own run time.
+    """
+
+    def __init__(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        self.forked = fork_is_safe()
+        self.seconds = 0.0
+        self._pid: Optional[int] = None
+        self._read_fd: Optional[int] = None
+        self._value: Any = None
+        self._error: Optional[BaseException] = None
+        if not self.forked:
+            t = time.perf_counter()
+            try:
+                self._value = fn(*args, **kwargs)
+            except Exception as exc:
+                self._error = exc
+            self.seconds = time.perf_counter() - t
+            return
+        r, w = os.pipe()
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            status = 1
+            try:
+                os.close(r)
+                _die_with_parent()
+                if os.getppid() != parent:
+                    os._exit(1)
+                t = time.perf_counter()
+                try:
+                    payload = ("ok", fn(*args, **kwargs), time.perf_counter() - t)
+                except BaseException as exc:
+                    payload = ("error", _picklable(exc), time.perf_counter() - t)
+                data = pickle.dumps(payload)
+                with os.fdopen(w, "wb") as f:
+                    f.write(data)
+                status = 0
+            finally:
+                os._exit(status)
+        os.close(w)
+        self._pid, self._read_fd = pid, r
+
+    def result(self) -> Any:
+        """Wait for the call and return its value (or raise its exception)."""
+        if self._pid is not None:
+            with os.fdopen(self._read_fd, "rb") as f:
+                data = f.read()
+            _, status = os.waitpid(self._pid, 0)
+            self._pid = None
+            if not data:
+                raise RuntimeError(f"the background process failed (wait status {status})")
+            kind, value, self.seconds = pickle.loads(data)
+            if kind == "ok":
+                self._value = value
+            else:
+                self._error = value
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+    def cancel(self) -> None:
+        """Stop the call (kill the child, if any) and forget its result."""
+        if self._pid is not None:
+            try:
+                os.kill(self._pid, signal.SIGKILL)
+            except ProcessLookupError:  # pragma: no cover - already gone
+                pass
+            os.waitpid(self._pid, 0)
+            os.close(self._read_fd)
+            self._pid = None
+        self._value, self._error = None, None
+
+
+def _picklable(exc: BaseException) -> BaseException:
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+
+
+__all__ = ["ForkedCall", "fork_is_safe"]
