@@ -40,8 +40,8 @@ def fork_is_safe() -> bool:
         return False
     if os.environ.get("DEFACERT_NO_FORK"):
         return False
-    if threading.active_count() != 1:
-        return False
+    if threading.active_count() != 1 or len(sys._current_frames()) != 1:
+        return False  # another Python thread (also one started without threading, as execnet does)
     return not any(m in sys.modules for m in _GUI_MODULES)
 
 

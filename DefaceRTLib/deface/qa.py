@@ -107,19 +107,6 @@ def _dose_on_plane(dose, geometry: ImageGeometry, lps_axis: int, coord: float) -
     return out[::-1] if flip else out
 
 
-def _crossings(points: np.ndarray, axis: int, coord: float) -> np.ndarray:
-    """Points where a closed polygon crosses the plane ``points[:, axis] == coord``."""
-    p = np.asarray(points, dtype=float)
-    q = np.roll(p, -1, axis=0)
-    a = p[:, axis] - coord
-    b = q[:, axis] - coord
-    hit = (a <= 0) != (b <= 0)
-    if not hit.any():
-        return np.zeros((0, 3))
-    t = a[hit] / (a[hit] - b[hit])
-    return p[hit] + t[:, None] * (q[hit] - p[hit])
-
-
 def field_of_view(image, lm, margin_mm: float = 15.0, below_eyes_mm: float = 60.0) -> Tuple[float, Tuple[float, float, float]]:
     """Side (mm) and centre (LPS mm) of the square window every panel shows:
     the width and depth of the head (voxels above -400 HU on the slices from
@@ -174,29 +161,55 @@ def _roi_roles(result) -> Dict[str, str]:
 
 
 def _draw_contours(ax, ss, axis: int, at: float, spacing_z: float) -> List[str]:
-    """Draw a structure set's contours on one view; returns the ROI names drawn."""
+    """Draw a structure set's contours on one view; returns the ROI names drawn.
+
+    Axial view: the contours of the plane shown, one line collection per ROI;
+    sagittal and coronal views: the points where the ROI's contours cross the
+    plane (:func:`_crossings_of`)."""
+    from matplotlib.collections import LineCollection
+
     drawn = []
     if ss is None:
         return drawn
     for roi in ss.rois:
+        contours = roi.closed_contours
+        if not contours:
+            continue
         colour = np.asarray(roi.color[:3], float) / 255.0
-        shown = False
         if axis == 2:
-            for c in roi.closed_contours:
-                if abs(float(c.points[:, 2].mean()) - at) <= spacing_z / 2:
-                    p = np.vstack([c.points, c.points[:1]])
-                    ax.plot(p[:, 0], p[:, 1], color=colour, lw=1.2)
-                    shown = True
+            lines = [np.vstack([c.points[:, :2], c.points[:1, :2]]) for c in contours
+                     if abs(float(c.points[:, 2].mean()) - at) <= spacing_z / 2]
+            if not lines:
+                continue
+            ax.add_collection(LineCollection(lines, colors=[colour], linewidths=1.2))
         else:
-            pts = [_crossings(c.points, axis, at) for c in roi.closed_contours]
-            pts = [p for p in pts if len(p)]
-            if pts:
-                h, v = _view_points(np.vstack(pts), axis)
-                ax.plot(h, v, ls="none", marker="o", ms=2.2, mew=0, color=colour)
-                shown = True
-        if shown:
-            drawn.append(roi.name)
+            pts = _crossings_of([c.points for c in contours], axis, at)
+            if not len(pts):
+                continue
+            h, v = _view_points(pts, axis)
+            ax.plot(h, v, ls="none", marker="o", ms=2.2, mew=0, color=colour)
+        drawn.append(roi.name)
     return drawn
+
+
+def _crossings_of(polygons: Sequence[np.ndarray], axis: int, coord: float) -> np.ndarray:
+    """Points where closed polygons (each an (N, 3) array) cross the plane
+    ``points[:, axis] == coord``, all polygons in one array operation."""
+    sizes = np.array([len(p) for p in polygons])
+    p = np.concatenate([np.asarray(q, dtype=float) for q in polygons]) if len(polygons) else np.zeros((0, 3))
+    if not len(p):
+        return np.zeros((0, 3))
+    nxt = np.arange(1, len(p) + 1)
+    ends = np.cumsum(sizes)
+    nxt[ends[sizes > 0] - 1] = (ends - sizes)[sizes > 0]  # each polygon's last vertex closes to its first
+    q = p[nxt]
+    a = p[:, axis] - coord
+    b = q[:, axis] - coord
+    hit = (a <= 0) != (b <= 0)
+    if not hit.any():
+        return np.zeros((0, 3))
+    t = a[hit] / (a[hit] - b[hit])
+    return p[hit] + t[:, None] * (q[hit] - p[hit])
 
 
 def _scale_bar(ax, xlim, ylim, length_mm: float = 50.0) -> None:

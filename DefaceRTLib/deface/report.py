@@ -15,7 +15,7 @@ shareable output: the pages show the original faces):
   doses, structures and every verification check; failed studies show their
   error and the file it is about;
 * ``plots/``: removed volume and PTV position category across the cohort,
-  face distances (when measured);
+  face distances (when measured); drawn for two or more defaced studies;
 * ``review.csv``: one row per study with empty ``review`` and ``note``
   columns. A page opened from ``file://`` cannot write files: the review
   ticks are kept in the browser's localStorage (per report location) and the
@@ -450,15 +450,14 @@ def _study_page(row: ReportRow, prev: Optional[str], nxt: Optional[str]) -> str:
 
 # ------------------------------------------------------------------ plots
 def _plots(rows: List[ReportRow], folder: Path) -> List[str]:
+    ok = [r for r in rows if r.ok and r.summary]
+    if len(ok) < 2:
+        return []  # a cohort plot of one study says nothing its table row does not (and costs a second)
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
-
-    ok = [r for r in rows if r.ok and r.summary]
-    if not ok:
-        return []
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     fs = 10

@@ -101,6 +101,50 @@ def verify_written(result, written: Dict[str, List[Path]], options, deidentified
         _check_vertices(report, ss_out, region, kept_numbers, original.image.geometry)
 
     # --------------------------------------------------------------- image
+    # re-read and compared in a forked child (where safe) while this process checks the rest
+    from ..forked import ForkedCall
+
+    scrub_strings = original.identifying_strings() if deidentified else None
+    image_job = ForkedCall(_verify_image_series, written, original, region, kept_rois, scrub_strings)
+    try:
+        dose_checks = VerificationReport()
+        _verify_doses(dose_checks, written, original, region, kept_rois)
+        # headers of the other written objects, read once for both checks below
+        others = {k: [dicom_compat.dcmread(p, stop_before_pixels=True) for p in written.get(k, [])] for k in ("rtdose", "rtplan", "seg")}
+        if deidentified:
+            other_msgs, other_n = _deidentification_messages(
+                ([ss_out.dataset] if ss_out is not None else []) + others["rtdose"] + others["rtplan"] + others["seg"],
+                scrub_strings, ss_out,
+            )
+    except BaseException:
+        image_job.cancel()
+        raise
+    image_checks, facts, image_msgs, image_n = image_job.result()
+    report.checks += image_checks + dose_checks.checks
+    _check_references(report, others, original, facts, ss_out)
+    if deidentified:
+        msgs = image_msgs + other_msgs
+        report.add("deidentified", not msgs, "; ".join(sorted(set(msgs))[:10]) or f"{image_n + other_n} headers checked")
+    return report
+
+
+@dataclass
+class _ImageFacts:
+    """What the reference check needs of the written image series."""
+
+    series_instance_uid: str
+    frame_of_reference_uid: str
+    sop_instance_uids: List[str]
+    series_uids: List[str]
+    study_uid: str
+
+
+def _verify_image_series(written, original, region, kept_rois, scrub_strings):
+    """Image checks of :func:`verify_written` (written series re-read, the
+    removed region recomputed, SEG, other series, and the de-identification
+    of the image headers when ``scrub_strings`` is given): returns (checks,
+    :class:`_ImageFacts`, de-identification messages, headers checked)."""
+    report = VerificationReport()
     image = open_image_series(written["image"])
     image_mask = _check_image(report, "image", image, original.image, region, kept_rois)
     if written.get("seg") and image_mask is not None:
@@ -112,8 +156,19 @@ def verify_written(result, written: Dict[str, List[Path]], options, deidentified
             report.add(f"{tag}_written", False, f"{other.modality} series {other.series_instance_uid}: {len(paths)} of {other.geometry.size[2]} slices written")
             continue
         _check_image(report, tag, open_image_series(paths), other, region, kept_rois)
+    facts = _ImageFacts(
+        image.series_instance_uid,
+        image.frame_of_reference_uid,
+        list(image.sop_instance_uids),
+        sorted({str(ds.SeriesInstanceUID) for ds in image.datasets}),
+        str(image.datasets[0].StudyInstanceUID) if image.datasets else "",
+    )
+    msgs, n = _deidentification_messages(image.datasets, scrub_strings, None, series=True) if scrub_strings is not None else ([], 0)
+    return report.checks, facts, msgs, n
 
-    # ---------------------------------------------------------------- dose
+
+def _verify_doses(report, written, original, region, kept_rois) -> None:
+    """Dose checks of :func:`verify_written`."""
     for n, (path, orig) in enumerate(zip(written.get("rtdose", []), original.doses)):
         out = DoseVolume.read(path)
         tag = f"dose_{n + 1}" if len(original.doses) > 1 else "dose"
@@ -128,15 +183,6 @@ def verify_written(result, written: Dict[str, List[Path]], options, deidentified
         bad = int(np.count_nonzero(diff & ~m.mask))
         report.add(f"{tag}_unchanged", bad == 0, f"{bad} voxels outside the removed region changed")
         _check_dose_in_kept(report, tag, orig, out, m, original.image.geometry, kept_rois)
-
-    # ---------------------------------------------------------- references
-    # headers of the other written objects, read once for both checks below
-    others = {k: [dicom_compat.dcmread(p, stop_before_pixels=True) for p in written.get(k, [])] for k in ("rtdose", "rtplan", "seg")}
-    _check_references(report, others, original, image, ss_out)
-
-    if deidentified:
-        _check_deidentified(report, others, original, image, ss_out)
-    return report
 
 
 def _check_dose_in_kept(report, tag: str, orig: DoseVolume, out: DoseVolume, m, image_geometry, kept_rois) -> None:
@@ -287,14 +333,14 @@ def _check_vertices(report, ss_out, region, kept_numbers, geometry) -> None:
         report.add("body_clipped", not any(b.name in " ".join(bad) for b in body), ", ".join(b.name for b in body))
 
 
-def _check_references(report, others, original, image, ss_out) -> None:
+def _check_references(report, others, original, image: _ImageFacts, ss_out) -> None:
     """Every reference between the written objects resolves (from the headers
     just re-read; no second indexing pass)."""
     msgs = []
     series_uid = image.series_instance_uid
     for_uid = image.frame_of_reference_uid
     sop = set(image.sop_instance_uids)
-    if len({str(ds.SeriesInstanceUID) for ds in image.datasets}) != 1:
+    if len(image.series_uids) != 1:
         msgs.append("image slices of several series")
     if ss_out is not None:
         if ss_out.frame_of_reference_uid != for_uid:
@@ -321,7 +367,7 @@ def _check_references(report, others, original, image, ss_out) -> None:
         refs = {str(r.ReferencedSOPInstanceUID) for r in getattr(ds, "ReferencedStructureSetSequence", [])}
         if refs and original.structure_set is not None and not refs <= ss_uids:
             msgs.append("plan references a structure set that is not in the output")
-    studies = {str(ds.StudyInstanceUID) for ds in image.datasets[:1] + others["rtdose"] + others["rtplan"] + others["seg"]}
+    studies = {image.study_uid} | {str(ds.StudyInstanceUID) for ds in others["rtdose"] + others["rtplan"] + others["seg"]}
     if ss_out is not None:
         studies.add(str(ss_out.dataset.StudyInstanceUID))
     if len(studies) != 1:
@@ -329,19 +375,21 @@ def _check_references(report, others, original, image, ss_out) -> None:
     report.add("references", not msgs, "; ".join(msgs))
 
 
-def _check_deidentified(report, others, original, image, ss_out) -> None:
+def _deidentification_messages(datasets, strings, ss_out, series: bool = False):
+    """(problems, number of headers checked) of the written ``datasets``:
+    Patient Identity Removed not YES, private attributes, or text holding
+    one of ``strings`` (the input's identifying strings, collected from the
+    study read, not from the result). ``series``: ``datasets`` are the slices
+    of one series, whose elements equal to the first slice's are checked
+    there once."""
     from ..deidentify import find_identifying_strings, identifying_text_matcher
 
-    # the input's identifying strings (of the study read, not of the result)
-    scrub = identifying_text_matcher(original.identifying_strings())  # built once for every header below
-    outputs = list(image.datasets) + ([ss_out.dataset] if ss_out is not None else [])
-    outputs += others["rtdose"] + others["rtplan"] + others["seg"]
-    msgs = []
-    first = image.datasets[0] if image.datasets else None
-    slices = {id(d) for d in image.datasets[1:]}
-    for ds in outputs:
+    scrub = identifying_text_matcher(strings)  # built once for every header below
+    msgs: List[str] = []
+    first = datasets[0] if series and datasets else None
+    for ds in datasets:
         skip = _codec_checked(ds, ss_out, scrub, msgs)
-        if id(ds) in slices:
+        if first is not None and ds is not first:
             skip = skip + _same_as(ds, first)  # checked on the first slice
         if str(getattr(ds, "PatientIdentityRemoved", "")) != "YES":
             msgs.append(f"{ds.Modality}: PatientIdentityRemoved is not YES")
@@ -351,7 +399,7 @@ def _check_deidentified(report, others, original, image, ss_out) -> None:
         hits = find_identifying_strings(ds, scrub, skip)
         if hits:
             msgs.append(f"{ds.Modality}: identifying text in {hits[:5]}")
-    report.add("deidentified", not msgs, "; ".join(sorted(set(msgs))[:10]) or f"{len(outputs)} headers checked")
+    return msgs, len(datasets)
 
 
 def _codec_checked(ds, ss_out, scrub, msgs) -> tuple:

@@ -1,0 +1,136 @@
+"""DefaceRTLib.forked: work in a forked child, results and errors back in the
+caller, and the same defaced output whether the QA files and the image
+verification run in children or in the process itself.
+
+pytest-xdist workers run a second Python thread, where :func:`fork_is_safe`
+refuses to fork; so the forking paths run here in fresh processes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _python(code: str, env: dict = None) -> dict:
+    """Run ``code`` in a fresh interpreter; it prints one JSON line."""
+    environment = dict(os.environ, PYTHONPATH=str(REPO))
+    environment.pop("DEFACERT_NO_FORK", None)
+    environment.update(env or {})
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          env=environment, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+CALLS = """
+    import json, os, time
+    from DefaceRTLib.forked import ForkedCall
+
+    class Unpicklable(Exception):
+        def __init__(self, a, b):
+            super().__init__(a)
+
+    def pid_and(x):
+        return os.getpid(), x * 2
+
+    def fails():
+        raise ValueError("bad input in the child")
+
+    def fails_unpicklably():
+        raise Unpicklable("odd", 2)
+
+    def dies():
+        os._exit(3)
+
+    out = {}
+    call = ForkedCall(pid_and, 21)
+    pid, value = call.result()
+    out["forked"], out["other_pid"], out["value"] = call.forked, pid != os.getpid(), value
+    for name, fn in (("error", fails), ("unpicklable", fails_unpicklably), ("died", dies)):
+        if name == "died" and not call.forked:
+            continue  # it would end this process
+        try:
+            ForkedCall(fn).result()
+            out[name] = None
+        except Exception as exc:
+            out[name] = [type(exc).__name__, str(exc)]
+    t = time.perf_counter()
+    slow = ForkedCall(time.sleep, 30)
+    slow.cancel()
+    out["cancel_s"] = time.perf_counter() - t
+    print(json.dumps(out))
+"""
+
+
+def test_forked_call_returns_value_and_raises_errors_of_the_child():
+    out = _python(CALLS)
+    assert out["forked"] and out["other_pid"] and out["value"] == 42
+    assert out["error"] == ["ValueError", "bad input in the child"]
+    assert out["unpicklable"][0] == "RuntimeError" and "Unpicklable: odd" in out["unpicklable"][1]
+    assert out["died"][0] == "RuntimeError" and "background process failed" in out["died"][1]
+    assert out["cancel_s"] < 10
+
+
+def test_no_fork_runs_in_the_caller_with_the_same_results():
+    out = _python(CALLS, {"DEFACERT_NO_FORK": "1"})
+    assert not out["forked"] and not out["other_pid"] and out["value"] == 42
+    assert out["error"] == ["ValueError", "bad input in the child"]
+    assert out["unpicklable"][0] == "Unpicklable"  # raised as it is, in the caller
+
+
+def test_no_fork_with_another_python_thread():
+    out = _python("""
+        import json, threading, time
+        from DefaceRTLib.forked import fork_is_safe
+        alone = fork_is_safe()
+        t = threading.Thread(target=time.sleep, args=(2,)); t.start()
+        print(json.dumps({"alone": alone, "with_thread": fork_is_safe()}))
+    """)
+    assert out == {"alone": True, "with_thread": False}
+
+
+def _tree_digest(root: Path) -> dict:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and p.name != "deface_summary.json"}
+
+
+@pytest.mark.slow
+def test_cli_output_identical_with_and_without_fork(tmp_path):
+    """The command as users run it: QA files drawn and the image series
+    verified in children, or all in one process: the same DICOM, mask and
+    QA figure, and verification passes both ways."""
+    from DefaceRTLib.synthetic import make_patient, write_patient
+
+    src = tmp_path / "in"
+    write_patient(make_patient(seed=3), src)
+    digests, summaries = {}, {}
+    for mode, env in (("fork", {}), ("no-fork", {"DEFACERT_NO_FORK": "1"})):
+        out = tmp_path / mode
+        environment = dict(os.environ, PYTHONPATH=str(REPO), **env)
+        if not env:
+            environment.pop("DEFACERT_NO_FORK", None)
+        proc = subprocess.run(
+            [sys.executable, "-m", "DefaceRTLib", "deface", str(src), str(out), "--salt", "s3cret", "--quiet"],
+            capture_output=True, text=True, env=environment, timeout=600, cwd=str(tmp_path),
+        )
+        assert proc.returncode == 0, proc.stderr
+        summaries[mode] = json.loads(next(out.rglob("deface_summary.json")).read_text())
+        digests[mode] = _tree_digest(out)
+        assert (tmp_path / f"{mode}-qa" / "deface_qa.png").stat().st_size > 10000
+    assert digests["fork"] == digests["no-fork"]
+    for mode in summaries:
+        assert summaries[mode]["verification"]["passed"], summaries[mode]["verification"]
+        assert "qa_wait_s" in summaries[mode]["timings_s"]
+    names = [c["name"] for c in summaries["fork"]["verification"]["checks"]]
+    assert names == [c["name"] for c in summaries["no-fork"]["verification"]["checks"]]
+    assert "image_air" in names and "deidentified" in names and "dose_in_kept_rois" in names
