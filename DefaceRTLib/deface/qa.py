@@ -135,6 +135,16 @@ def field_of_view(image, lm, margin_mm: float = 15.0, below_eyes_mm: float = 60.
     return side, (float((lo[0] + hi[0]) / 2), float((lo[1] + hi[1]) / 2), cz)
 
 
+def _result_field_of_view(result) -> Tuple[float, Tuple[float, float, float]]:
+    """:func:`field_of_view` of a result's input image, computed once for the
+    figure and the thumbnails."""
+    fov = getattr(result, "_qa_field_of_view", None)
+    if fov is None:
+        fov = field_of_view(result.original.image, result.landmarks)
+        result._qa_field_of_view = fov
+    return fov
+
+
 def _window(axis: int, side: float, centre: Sequence[float]) -> Tuple[Tuple[float, float], Tuple[float, float]]:
     """(xlim, ylim) of a view, in the orientation of :func:`plane`'s extent."""
     row_ax, col_ax, flip = _VIEWS[axis]
@@ -285,7 +295,7 @@ def build_qa_figure(result, title: Optional[str] = None):
     eye = lm.eyes[0]
     front = min(e.anterior_y for e in lm.eyes)
     coords = {2: lm.middle_plane_z, 0: float(eye.centroid[0]), 1: float(front)}
-    side, centre = field_of_view(before, lm)
+    side, centre = _result_field_of_view(result)
 
     # layout in pixels: left margin, three panels, legend column; title band, two rows
     left, gap, legend_w, top_band, title_h, bottom = 24, 18, 300, 78, 52, 16
@@ -402,7 +412,7 @@ def qa_thumbnails(result, before_path: Path, after_path: Path, size_px: int = 16
 
     g = result.original.image.geometry
     lm = result.landmarks
-    side, centre = field_of_view(result.original.image, lm)
+    side, centre = _result_field_of_view(result)
     xlim, ylim = _window(0, side, centre)
     x = float(lm.eyes[0].centroid[0])
     msk, _, _ = plane(result.image_mask.mask, g, 0, x)
