@@ -36,14 +36,14 @@ from pydicom.dataset import Dataset
 from . import dicom_builders as B
 from .errors import InputError
 from .geometry import ImageGeometry
-from .realdata import CRANIUM_FILE, data_dir
+from .realdata import CRANIUM_FILE, CRANIUM_LEFT_EYE_LPS, CRANIUM_RIGHT_EYE_LPS, data_dir
 from .synthetic import study_from_datasets, write_datasets
 
 PathLike = Union[str, Path]
 
-#: globe centres of the cranium CT (LPS mm; see Testing/test_face_realdata.py) and radius
-RIGHT_EYE_LPS = (-150.1, -180.7, 58.4)
-LEFT_EYE_LPS = (-99.4, -179.8, 67.2)
+#: globe centres of the cranium CT (LPS mm; measured, see :data:`DefaceRTLib.realdata.CRANIUM_RIGHT_EYE_LPS`) and radius
+RIGHT_EYE_LPS = CRANIUM_RIGHT_EYE_LPS
+LEFT_EYE_LPS = CRANIUM_LEFT_EYE_LPS
 GLOBE_RADIUS_MM = 12.0
 #: the PTV: a sphere between the eyes that reaches into the face
 PTV_CENTRE_LPS = (-125.0, -178.0, 60.0)

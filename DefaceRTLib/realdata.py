@@ -37,6 +37,18 @@ PathLike = Union[str, Path]
 
 ENT_FOLDER = "eclipse-ent-phantom"
 CRANIUM_FILE = Path("cranium-ct") / "cranium_ct_hu.nii.gz"
+#: seeds inside the cranium CT's globes (LPS mm), placed by hand on axial,
+#: coronal and sagittal slices (vitreous 10-20 HU there)
+CRANIUM_GLOBE_SEEDS_LPS = {"right": (-150.0, -178.0, 61.0), "left": (-100.0, -177.0, 61.0)}
+#: globe centres of the cranium CT (LPS mm): centroids of the vitreous grown
+#: from those seeds in -5..40 HU, bounded by a 16 mm ball re-centred on the
+#: centroid (``Testing/vitreous_truth.py``, a method sharing no code with the
+#: eye detector; ``test_eye_detection.py`` re-derives them). Independent of
+#: the seed and within 0.4 mm across windows; equivalent-sphere radius 11.7 mm.
+#: (They replace earlier estimates, MTCNN's eye keypoints on the skin moved
+#: 12 mm back, that lay 6.5 and 8.3 mm off the globes' middles.)
+CRANIUM_RIGHT_EYE_LPS = (-153.3, -178.9, 63.8)
+CRANIUM_LEFT_EYE_LPS = (-96.9, -176.7, 59.0)
 
 #: HU painted for the ENT phantom's ROIs, in painting order (later wins)
 ENT_HU = (

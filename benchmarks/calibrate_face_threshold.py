@@ -41,8 +41,6 @@ sys.path.insert(0, str(REPO))
 
 #: synthetic CT grid: 160 x 160 at 1.6 mm (256 mm field), 2.5 mm slices over 240 mm
 GRID = dict(size=160, pixel_spacing=1.6, slice_thickness=2.5, slices=96)
-#: manual eye landmarks (globe centres, LPS mm) of the cranium CT; see Testing/test_face_realdata.py
-CRANIUM_EYES = ((-150.1, -180.7, 58.4), (-99.4, -179.8, 67.2))
 
 
 def _backends(names):
@@ -117,7 +115,8 @@ def _cranium(shared: Path, names):
     for yaw, pitch, shift in POSE_CHANGES:
         pm = volume_surface(rigid_pose_change(arr, geom, yaw, pitch, shift, l0.face_centre()), geom, opts)
         moved.append(_embed_views(pm, estimate_landmarks(surface_points(pm)), backends, views))
-    res = deface_study(study, DefaceOptions(manual_eye_centres=list(CRANIUM_EYES), eye_radius_mm=12.0, write_qa_figure=False))
+    eyes = [realdata.CRANIUM_RIGHT_EYE_LPS, realdata.CRANIUM_LEFT_EYE_LPS]  # measured globe centres
+    res = deface_study(study, DefaceOptions(manual_eye_centres=eyes, eye_radius_mm=12.0, write_qa_figure=False))
     pd = volume_surface(np.asarray(res.defaced.image.array), geom, opts)
     defaced = _embed_views(pd, l0, backends, views)
     out = {}

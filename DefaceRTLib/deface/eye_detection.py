@@ -67,6 +67,18 @@ CT_WINDOWS = ((-25.0, 18.0), (-25.0, 28.0), (-25.0, 40.0))
 MR_DARK_FRACTIONS = (0.35, 0.45, 0.55, 0.65)
 MR_BRIGHT_FRACTIONS = (1.3, 1.6)
 
+#: CT only, when no globe pair is found: an eye-sized, homogeneous,
+#: water-like compact region that is not a sphere (eyes painted from box-like
+#: contours, globes deformed or cut by the slice spacing) is used with at most
+#: this confidence and a warning; its centre is the region's centroid
+BLOB_MAX_CONFIDENCE = 0.6
+#: the region's extent along each LPS axis (mm): scored 1 inside, 0 outside the limits
+BLOB_EXTENT_GOOD = (18.0, 33.0)
+BLOB_EXTENT_LIMITS = (15.0, 37.0)
+#: its volume (ml)
+BLOB_VOLUME_GOOD = (6.0, 19.0)
+BLOB_VOLUME_LIMITS = (4.5, 22.0)
+
 DIRECTIONS_N = 64
 #: in-window voxels this close (mm) to air are partial volume at the skin, not vitreous
 AIR_MARGIN_MM = 1.0
@@ -83,16 +95,25 @@ class DetectedEye:
     scores: Dict[str, float] = field(default_factory=dict)
     #: semi-axes (mm) along LPS x, y, z of the fitted globe (radius_mm is their mean)
     semi_axes_mm: Tuple[float, float, float] = (0.0, 0.0, 0.0)
+    #: "sphere" (fitted globe) or "region" (an eye-sized homogeneous region that is not a sphere)
+    shape: str = "sphere"
+    #: for a region: its inferior and superior z, and its anterior and posterior
+    #: y on the axial plane through its centre (LPS mm), as an eye contour gives them
+    extent_mm: Optional[Tuple[float, float, float, float]] = None
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "side": self.side,
+            "shape": self.shape,
             "centre_lps_mm": [round(v, 2) for v in self.centre],
             "radius_mm": round(self.radius_mm, 2),
             "semi_axes_lps_mm": [round(v, 2) for v in self.semi_axes_mm],
             "confidence": round(self.confidence, 3),
             "scores": {k: round(v, 3) for k, v in self.scores.items()},
         }
+        if self.extent_mm is not None:
+            out["inferior_superior_z_anterior_posterior_y_mm"] = [round(v, 2) for v in self.extent_mm]
+        return out
 
 
 @dataclass
@@ -127,6 +148,7 @@ class _Candidate:
     confidence: float
     scores: Dict[str, float]
     window: Tuple[float, float]
+    extent: Optional[Tuple[float, float, float, float]] = None  # regions only, see DetectedEye.extent_mm
 
     @property
     def radius(self) -> float:
@@ -352,6 +374,94 @@ class _Context:
         ijk = idx[order][:, ::-1].astype(float)
         return list(self.coarse_geom.index_to_lps(ijk)) if len(ijk) else []
 
+    def blob_candidates(self, window: Tuple[float, float], limit: int = 8) -> List[np.ndarray]:
+        """LPS centroids of in-window connected regions of about an eye's
+        size (coarse grid) near the front of the body, largest first."""
+        from scipy import ndimage
+
+        a = self.coarse[self.crop]
+        mask = (a >= window[0]) & (a <= window[1]) & self.body[self.crop]
+        labels, n = ndimage.label(mask)
+        if n == 0:
+            return []
+        voxel_ml = float(np.prod(self.spacing_zyx)) / 1000.0
+        sizes = np.bincount(labels.ravel()) * voxel_ml
+        start = np.array([s_.start for s_ in self.crop])
+        found = []
+        for lab, sl in enumerate(ndimage.find_objects(labels), start=1):
+            if sl is None or not (0.5 * BLOB_VOLUME_LIMITS[0] <= sizes[lab] <= 1.5 * BLOB_VOLUME_LIMITS[1]):
+                continue
+            extent = np.array([s_.stop - s_.start for s_ in sl]) * self.spacing_zyx
+            if np.any(extent < BLOB_EXTENT_LIMITS[0] - 8.0) or np.any(extent > BLOB_EXTENT_LIMITS[1] + 8.0):
+                continue
+            com = np.array(ndimage.center_of_mass(labels[sl] == lab)) + np.array([s_.start for s_ in sl]) + start
+            idx = np.rint(com).astype(int)[None]
+            depth = self.depth_mm(idx)
+            if np.isfinite(depth[0]) and 0.0 <= depth[0] <= MAX_DEPTH_MM:
+                found.append((sizes[lab], com))
+        found.sort(key=lambda t: -t[0])
+        return [self.coarse_geom.index_to_lps(com[::-1][None])[0] for _, com in found[:limit]]
+
+    def blob_at(self, point: np.ndarray, window: Tuple[float, float]) -> Optional[_Candidate]:
+        """The in-window region at ``point`` on a 1 mm grid, judged as a
+        non-spherical globe: its size along L-R, A-P and S-I, its volume, how
+        compact and how homogeneous it is, its contrast with what surrounds
+        it; centre = centroid, semi-axes = half its extents. None if there is
+        no region there."""
+        from scipy import ndimage
+
+        half = 24.0
+        n_box = int(2 * half / FINE_MM) + 1
+        box = ImageGeometry((n_box,) * 3, (FINE_MM,) * 3, tuple(np.asarray(point) - half))
+        v = _resample_lps(self.image, box, np.nan)
+        outside = np.isnan(v)
+        v = ndimage.gaussian_filter(np.where(outside, self.background, v), 1.0 / FINE_MM)
+        mask = (v >= window[0]) & (v <= window[1]) & ~outside
+        mask &= ~ndimage.binary_dilation(v < -300.0, iterations=max(1, int(round(AIR_MARGIN_MM / FINE_MM))))
+        steps = max(1, int(round(2.0 / FINE_MM)))
+        core = ndimage.binary_erosion(mask, iterations=steps)
+        c = n_box // 2
+        labels, _n = ndimage.label(core)
+        near = labels[c - 5: c + 6, c - 5: c + 6, c - 5: c + 6]
+        if not near.any():
+            return None
+        core = labels == np.bincount(near[near > 0]).argmax()
+        region = ndimage.binary_dilation(core, iterations=steps, mask=mask)
+        comp = ndimage.binary_fill_holes(region)  # a lens inside the region is part of the eye
+        touches = bool(comp[0].any() or comp[-1].any() or comp[:, 0].any() or comp[:, -1].any()
+                       or comp[:, :, 0].any() or comp[:, :, -1].any())
+        zyx = np.argwhere(comp)
+        pts = box.index_to_lps(zyx[:, ::-1].astype(float))
+        centre = pts.mean(axis=0)
+        extent = pts.max(axis=0) - pts.min(axis=0) + FINE_MM
+        middle = pts[np.abs(pts[:, 2] - centre[2]) <= FINE_MM / 2.0 + 1e-6]  # the axial plane through the centre
+        h = FINE_MM / 2.0
+        bounds = (float(pts[:, 2].min() - h), float(pts[:, 2].max() + h),
+                  float(middle[:, 1].min() - h), float(middle[:, 1].max() + h))
+        volume = len(pts) * FINE_MM**3 / 1000.0
+        fill = volume * 1000.0 / float(np.prod(extent))  # of its bounding box: 0.52 for a sphere, 1 for a box
+        interior = ndimage.binary_erosion(region, iterations=2)
+        inner = v[interior] if interior.any() else v[region]
+        shell = ndimage.binary_dilation(comp, iterations=4) & ~ndimage.binary_dilation(comp, iterations=1) & ~outside
+        contrast = abs(float(np.median(v[shell])) - float(np.mean(inner))) if shell.any() else 0.0
+        in_view = not bool((ndimage.binary_dilation(outside, iterations=1) & comp).any())
+        scores = {
+            "extent": float(np.prod([_ramp(e, BLOB_EXTENT_LIMITS[0], BLOB_EXTENT_GOOD[0])
+                                     * _ramp(e, BLOB_EXTENT_LIMITS[1], BLOB_EXTENT_GOOD[1]) for e in extent])),
+            "volume": _ramp(volume, BLOB_VOLUME_LIMITS[0], BLOB_VOLUME_GOOD[0])
+            * _ramp(volume, BLOB_VOLUME_LIMITS[1], BLOB_VOLUME_GOOD[1]),
+            "compact": _ramp(fill, 0.3, 0.4),
+            "homogeneous": _ramp(float(np.std(inner)), 10.0, 5.0),
+            "contrast": _ramp(contrast, 3.0, 6.0),
+            "isolated": 0.0 if touches else 1.0,
+            "in_view": 1.0 if in_view else 0.0,
+        }
+        conf = BLOB_MAX_CONFIDENCE * float(np.prod(list(scores.values())))
+        scores.update(extent_x_mm=float(extent[0]), extent_y_mm=float(extent[1]), extent_z_mm=float(extent[2]),
+                      volume_ml=volume, fill_fraction=fill, interior_sd=float(np.std(inner)), contrast_hu=contrast,
+                      blob=1.0)
+        return _Candidate(centre, extent / 2.0, conf, scores, window, bounds)
+
     # ------------------------------------------------------------- fine
     def refine(self, point: np.ndarray, window: Tuple[float, float]) -> Optional[_Candidate]:
         """Sphere fit around a coarse candidate (None if it is not globe-like);
@@ -532,9 +642,52 @@ def _pair_score(a: _Candidate, b: _Candidate, midline: Optional[float]) -> float
     return float(np.sqrt(a.confidence * b.confidence) * symmetry)
 
 
+def _pairs(cands: Sequence[_Candidate], ctx: _Context) -> List[Tuple[float, _Candidate, _Candidate]]:
+    """Every (score, right, left) pair of candidates that can be the two globes, best first."""
+    pairs = []
+    for a in cands:
+        for b in cands:
+            if a is b:
+                continue
+            s = _pair_score(a, b, ctx.midline_x((a.centre[2] + b.centre[2]) / 2.0))
+            if s > 0:
+                pairs.append((s, a, b))
+    pairs.sort(key=lambda t: -t[0])
+    return pairs
+
+
+def _unambiguous(pairs, what: str, where: Optional[str]) -> Tuple[float, _Candidate, _Candidate]:
+    """The best pair, unless another, different pair scores nearly as well (then refused)."""
+    best, a, b = pairs[0]
+    for s, a2, b2 in pairs[1:]:
+        far = np.linalg.norm(a2.centre - a.centre) > 5.0 or np.linalg.norm(b2.centre - b.centre) > 5.0
+        if far and s >= AMBIGUITY_RATIO * best:
+            raise LandmarkError(
+                f"eye detection is ambiguous: two different pairs of {what} fit nearly as well "
+                f"(confidence {best:.2f} and {s:.2f}; right/left centres "
+                f"{_fmt(a.centre)} / {_fmt(b.centre)} and {_fmt(a2.centre)} / {_fmt(b2.centre)} mm LPS); "
+                "give the eye centres with --eye-center X,Y,Z",
+                where,
+            )
+    return best, a, b
+
+
+def _blob_candidates(ctx: _Context) -> List[_Candidate]:
+    """Eye-sized homogeneous regions (not spheres) over the CT windows, deduplicated."""
+    out: List[_Candidate] = []
+    for window in ctx.windows():
+        for p in ctx.blob_candidates(window):
+            if any(np.linalg.norm(c.centre - p) < 8.0 for c in out):
+                continue
+            c = ctx.blob_at(p, window)
+            if c is not None and c.confidence > 0.01:
+                out.append(c)
+    return _dedupe(out)
+
+
 def _eye(c: _Candidate, side: str) -> DetectedEye:
     return DetectedEye(side, tuple(float(v) for v in c.centre), c.radius, float(c.confidence), dict(c.scores),
-                       tuple(float(v) for v in c.semi))
+                       tuple(float(v) for v in c.semi), "sphere" if c.extent is None else "region", c.extent)
 
 
 def _describe_view(geometry: ImageGeometry) -> str:
@@ -589,29 +742,11 @@ def detect_eyes(
     weak_best = max((c.confidence for c in cands), default=0.0)
     cands = [c for c in _dedupe(cands) if c.confidence >= min(0.2, pair_min)]
     cut = [c for c in cands if c.scores["in_view"] == 0.0]
-    pairs = []
-    for a in cands:
-        for b in cands:
-            if a is b:
-                continue
-            s = _pair_score(a, b, ctx.midline_x((a.centre[2] + b.centre[2]) / 2.0))
-            if s > 0:
-                pairs.append((s, a, b))
-    pairs.sort(key=lambda t: -t[0])
-    seconds = time.perf_counter() - t0
+    pairs = _pairs(cands, ctx)
     if pairs and pairs[0][0] >= pair_min:
-        best, a, b = pairs[0]
-        for s, a2, b2 in pairs[1:]:
-            far = np.linalg.norm(a2.centre - a.centre) > 5.0 or np.linalg.norm(b2.centre - b.centre) > 5.0
-            if far and s >= AMBIGUITY_RATIO * best:
-                raise LandmarkError(
-                    "eye detection is ambiguous: two different pairs of globe-like regions fit nearly as well "
-                    f"(confidence {best:.2f} and {s:.2f}; right/left centres "
-                    f"{_fmt(a.centre)} / {_fmt(b.centre)} and {_fmt(a2.centre)} / {_fmt(b2.centre)} mm LPS); "
-                    "give the eye centres with --eye-center X,Y,Z",
-                    where,
-                )
-        return EyeDetection([_eye(a, "right"), _eye(b, "left")], best, [], a.window, modality, seconds)
+        best, a, b = _unambiguous(pairs, "globe-like regions", where)
+        return EyeDetection([_eye(a, "right"), _eye(b, "left")], best, [], a.window, modality,
+                            time.perf_counter() - t0)
     singles = [c for c in cands if c.confidence >= single_min]
     if singles:
         if len(singles) > 1:
@@ -627,7 +762,21 @@ def detect_eyes(
             f"only one eye found in the image (the {side} globe at {_fmt(c.centre)} mm LPS, radius {c.radius:.1f} mm, "
             f"confidence {c.confidence:.2f}); the cut uses this eye alone"
         )
-        return EyeDetection([_eye(c, side)], c.confidence, [warning], c.window, modality, seconds)
+        return EyeDetection([_eye(c, side)], c.confidence, [warning], c.window, modality, time.perf_counter() - t0)
+    blobs: List[_Candidate] = []
+    if modality == "CT" and not cut:
+        blobs = _blob_candidates(ctx)
+        blob_pairs = _pairs(blobs, ctx)
+        if blob_pairs and blob_pairs[0][0] >= pair_min:
+            best, a, b = _unambiguous(blob_pairs, "eye-sized homogeneous regions", where)
+            warning = (
+                "the globes are not sphere-shaped in the image: the eye centres "
+                f"{_fmt(a.centre)} / {_fmt(b.centre)} mm LPS (right / left) are the centroids of two eye-sized, "
+                f"homogeneous, water-like regions ({_fmt(2 * a.semi)} / {_fmt(2 * b.semi)} mm across), "
+                f"confidence {best:.2f} (at most {BLOB_MAX_CONFIDENCE:.2f} for such regions); check them"
+            )
+            return EyeDetection([_eye(a, "right"), _eye(b, "left")], best, [warning], a.window, modality,
+                                time.perf_counter() - t0)
     if cut:
         raise LandmarkError(
             "eye detection refused: the globe-like region at " + _fmt(cut[0].centre)
@@ -635,7 +784,7 @@ def detect_eyes(
             "give the eye centres with --eye-center X,Y,Z",
             where,
         )
-    best = max([t[0] for t in pairs[:1]] + [weak_best])
+    best = max([t[0] for t in pairs[:1]] + [weak_best] + [c.confidence for c in blobs])
     if best > 0.01:
         what = "pair of globe-like regions" if pairs else "globe-like region"
         raise LandmarkError(

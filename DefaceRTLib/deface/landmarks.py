@@ -203,25 +203,33 @@ def manual_landmarks(centres: Sequence[Sequence[float]], eye_radius_mm: float = 
 
 
 def ellipsoid_landmarks(
-    centres: Sequence[Sequence[float]], semi_axes: Sequence[Sequence[float]], names: Sequence[str], source: str
+    centres: Sequence[Sequence[float]], semi_axes: Sequence[Sequence[float]], names: Sequence[str], source: str,
+    extents: Optional[Sequence[Optional[Sequence[float]]]] = None,
 ) -> Landmarks:
     """Landmarks of eyes given as ellipsoids with axes along LPS x, y, z
     (centres and semi-axes in mm): ``z_cut`` is the lowest eye's inferior
-    pole, ``y_cut`` the midpoint of the eyes' antero-posterior extent."""
+    pole, ``y_cut`` the midpoint of the eyes' antero-posterior extent.
+    ``extents``, per eye None or (inferior z, superior z, anterior y,
+    posterior y) in mm, replace the ellipsoid's poles where given (eyes that
+    are regions of another shape)."""
     eyes = []
-    for name, c, semi in zip(names, centres, semi_axes):
+    for n, (name, c, semi) in enumerate(zip(names, centres, semi_axes)):
         c = [float(v) for v in c]
         _sx, sy, sz = (float(v) for v in semi)
+        bounds = (c[2] - sz, c[2] + sz, c[1] - sy, c[1] + sy)
+        if extents is not None and extents[n] is not None:
+            bounds = tuple(float(v) for v in extents[n])
+        inferior, superior, anterior, posterior = bounds
         eyes.append(
             EyeLandmark(
                 name=name,
                 centroid=tuple(c),
-                inferior_z=c[2] - sz,
-                superior_z=c[2] + sz,
-                anterior_y=c[1] - sy,
-                posterior_y=c[1] + sy,
+                inferior_z=inferior,
+                superior_z=superior,
+                anterior_y=anterior,
+                posterior_y=posterior,
                 planes=[c[2]],
-                points_by_plane={c[2]: np.array([[c[0], c[1] - sy, c[2]], [c[0], c[1] + sy, c[2]]])},
+                points_by_plane={c[2]: np.array([[c[0], anterior, c[2]], [c[0], posterior, c[2]]])},
             )
         )
     ys = np.array([[e.anterior_y, e.posterior_y] for e in eyes])
@@ -239,8 +247,9 @@ def image_landmarks(detection) -> Landmarks:
     lm = ellipsoid_landmarks(
         [e.centre for e in detection.eyes],
         [e.semi_axes_mm for e in detection.eyes],
-        [f"{e.side} globe (image)" for e in detection.eyes],
+        [f"{e.side} {'globe' if e.shape == 'sphere' else 'eye region'} (image)" for e in detection.eyes],
         "image",
+        [e.extent_mm for e in detection.eyes],
     )
     lm.confidence = float(detection.confidence)
     lm.warnings = list(detection.warnings)
