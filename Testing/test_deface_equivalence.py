@@ -11,7 +11,11 @@
   changes (the dose guard band covering the trilinear stencil; planning
   helpers such as ``Eye_L_PRV`` no longer deleted as eyes): only the dose
   fingerprints and those PRV ROIs changed, the CT, removed-region masks and
-  every other ROI's contour areas kept the pre-speed-work values.
+  every other ROI's contour areas kept the pre-speed-work values. Issue 13
+  moved the clinical patient's Eye_L / Eye_R to the cranium CT's measured
+  globe centres (``realdata.CRANIUM_*_EYE_LPS``), so ``clinical_small`` alone
+  was rewritten then (same input CT; the cut, hence CT, masks, dose and the
+  clipped ROIs changed).
 * ``test_kept_polygons_match_plain_even_odd``: the kept region of every
   plane equals the plain, quadratic even-odd accumulation (one
   ``symmetric_difference`` per contour, every contour), computed here.

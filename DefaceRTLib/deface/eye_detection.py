@@ -32,6 +32,15 @@ spacing and oblique grid is handled the same way:
    reason (no globe in the field of view, globe cut by the image edge,
    ambiguous). Refusals are :class:`~DefaceRTLib.errors.LandmarkError` (bad
    input, exit code 3).
+5. **Eyes that are not spheres** (CT only, when no globe pair is found): the
+   in-window connected regions of about an eye's size near the front of the
+   head are measured on a 1 mm grid (extent along L-R, A-P and S-I, volume,
+   share of the bounding box filled, interior homogeneity, contrast with the
+   surroundings, isolated, in view). Two such regions that pair as the globes
+   do are used with a confidence of at most :data:`BLOB_MAX_CONFIDENCE` and a
+   warning; the centre is the region's centroid and the cut follows its
+   inferior end and its antero-posterior extent through the centroid, as eye
+   contours would give them. A single such region is never used.
 """
 
 from __future__ import annotations
