@@ -5,7 +5,7 @@ rotated 3 deg about the superior axis and 2 deg about the left-right axis,
 shifted a few mm, resampled on the same grid (linear), contours re-derived
 on its own slices (every contour planar and on a CT slice): BODY from the
 -400 HU iso-line, Brain from the soft tissue inside the skull, the eyes
-from the manual globe landmarks moved with the head, a PTV drawn into the
+from the measured globe centres moved with the head, a PTV drawn into the
 face so that kept structures reach into the removed region. Written with
 full-precision positions (as scanners and NIfTI conversions give them), so
 the written grid differs from the input by the rounding of its headers.
@@ -39,9 +39,9 @@ from DefaceRTLib.synthetic import _shallow, write_datasets
 
 pytestmark = pytest.mark.slow
 
-#: manual globe centres of the cranium CT (LPS mm), as in test_face_realdata
-RIGHT_EYE = (-150.1, -180.7, 58.4)
-LEFT_EYE = (-99.4, -179.8, 67.2)
+#: globe centres of the cranium CT (LPS mm), measured by region growing (see realdata)
+RIGHT_EYE = realdata.CRANIUM_RIGHT_EYE_LPS
+LEFT_EYE = realdata.CRANIUM_LEFT_EYE_LPS
 GLOBE_MM = 12.0
 #: (yaw, pitch, shift, iso-line contours with vertices on voxel centres, full-precision ContourData)
 POSES = [(3.0, 2.0, (2.0, -3.0, 1.5), False), (-2.0, 3.0, (-1.5, 2.5, -3.0), True)]
