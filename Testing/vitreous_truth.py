@@ -15,7 +15,7 @@ On the cranium CT the result does not depend on the seed (any seed 4 mm
 away along every diagonal gives the same region) and moves by at most 0.4 mm
 between windows -10..35, -5..40 and -15..45 HU.
 
-    PYTHONPATH=. python Testing/vitreous_truth.py   # prints the centres
+    PYTHONPATH=. python Testing/vitreous_truth.py ../shared fig.png  # prints the centres, draws slices
 """
 
 from __future__ import annotations
@@ -81,12 +81,45 @@ def cranium_image(shared):
     return sitk.DICOMOrient(sitk.ReadImage(str(data_dir(shared) / CRANIUM_FILE)), "LPS")
 
 
-if __name__ == "__main__":
+def figure(image, path, centres) -> None:
+    """Axial, coronal and sagittal slices through each measured centre (red cross), as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import SimpleITK as sitk
+
+    a = sitk.GetArrayFromImage(image)
+    o, sp = np.asarray(image.GetOrigin()), np.asarray(image.GetSpacing())
+    axes = [o[d] + sp[d] * np.arange(image.GetSize()[d]) for d in range(3)]
+    fig, ax = plt.subplots(len(centres), 3, figsize=(12, 4 * len(centres)))
+    for row, (side, c) in enumerate(centres.items()):
+        i, j, k = np.rint((np.asarray(c) - o) / sp).astype(int)
+        views = [(a[k], axes[0], axes[1], 0, 1, f"axial z={axes[2][k]:.1f}"),
+                 (a[:, j, :], axes[0], axes[2], 0, 2, f"coronal y={axes[1][j]:.1f}"),
+                 (a[:, :, i], axes[1], axes[2], 1, 2, f"sagittal x={axes[0][i]:.1f}")]
+        for col, (im, h, v, d0, d1, title) in enumerate(views):
+            sub = ax[row, col]
+            sub.imshow(im, cmap="gray", vmin=-100, vmax=120, extent=[h[0], h[-1], v[-1], v[0]])
+            sub.plot(c[d0], c[d1], "r+", ms=14, mew=2)
+            sub.set_xlim(c[d0] - 25, c[d0] + 25)
+            sub.set_ylim(*((c[d1] + 25, c[d1] - 25) if d1 == 1 else (c[d1] - 25, c[d1] + 25)))
+            sub.set_title(f"{side} globe, {title} (LPS mm)")
+    fig.tight_layout()
+    fig.savefig(str(path), dpi=60)
+
+
+if __name__ == "__main__":  # python Testing/vitreous_truth.py [SHARED] [FIGURE.png]
     import sys
 
     from DefaceRTLib.realdata import CRANIUM_GLOBE_SEEDS_LPS
 
-    img = cranium_image(sys.argv[1] if len(sys.argv) > 1 else "/work/shared")
+    img = cranium_image(sys.argv[1] if len(sys.argv) > 1 else "../shared")
+    found = {}
     for side, seed in CRANIUM_GLOBE_SEEDS_LPS.items():
         c, r = vitreous_centroid(img, seed)
+        found[side] = c
         print(f"{side}: centre {np.round(c, 2).tolist()} mm LPS, equivalent radius {r:.2f} mm (seed {seed})")
+    if len(sys.argv) > 2:
+        figure(img, sys.argv[2], found)
+        print("figure:", sys.argv[2])
