@@ -210,7 +210,8 @@ def _check_dose_in_kept(report, tag: str, orig: DoseVolume, out: DoseVolume, m, 
     sub = image_geometry.crop(lo, hi)
     # linear interpolation is linear: interpolating |written - input| once bounds the change of the
     # interpolated dose at every point (equal to it when the dose only decreased, as defacing does)
-    change = resample(np.abs(out.array - orig.array), dg, sub, "linear", default=0.0)
+    # (single precision: tol is 1e-6 of the maximum dose, above float32's rounding of the values)
+    change = resample(np.abs(out.array - orig.array).astype(np.float32), dg, sub, "linear", default=0.0)
     tol = 1e-6 * max(1.0, float(np.abs(orig.array).max()))
     changed = change > tol
     bad, checked = [], 0
