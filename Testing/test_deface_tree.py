@@ -67,9 +67,14 @@ def _bad_tree(patients, root: Path) -> None:
     rs = root / "bad_truncated" / "RTSTRUCT.dcm"
     rs.write_bytes(rs.read_bytes()[: rs.stat().st_size * 2 // 3])
     (root / "stray.dcm").write_bytes(b"")  # belongs to no study: reported, never dropped silently
+    # a dose of a study whose CT is not in the input (a plan sum exported on its own): reported too
+    ds = pydicom.dcmread(str(patients[1] / "RTDOSE.dcm"))
+    ds.StudyInstanceUID = pydicom.uid.generate_uid()
+    (root / "sum").mkdir()
+    ds.save_as(str(root / "sum" / "RD.dcm"))
 
 
-BAD_FILES = ("bad_nan/RTSTRUCT.dcm", "bad_truncated/RTSTRUCT.dcm", "stray.dcm")
+BAD_FILES = ("bad_nan/RTSTRUCT.dcm", "bad_truncated/RTSTRUCT.dcm", "stray.dcm", "sum/RD.dcm")
 
 
 def test_tree_with_good_and_bad_patients(patients, tmp_path, capsys):
@@ -88,9 +93,9 @@ def test_tree_with_good_and_bad_patients(patients, tmp_path, capsys):
     assert not (out / "bad_nan").exists() and not (out / "bad_truncated").exists()
     for name in BAD_FILES:
         assert str(root / name) in captured.err, f"{name} not listed: {captured.err}"
-    assert "not a finite number" in captured.err and "truncated" in captured.err
+    assert "not a finite number" in captured.err and "truncated" in captured.err and "no image series" in captured.err
     run = json.loads((out / "defacert_run.json").read_text())["studies"]
-    assert sorted(r["status"] for r in run) == ["input error"] * 3 + ["ok"] * 2
+    assert sorted(r["status"] for r in run) == ["input error"] * 4 + ["ok"] * 2
     assert sorted(r["file"] for r in run if r["status"] != "ok") == sorted(str(root / n) for n in BAD_FILES)
     # QA folders per written study, outside the output; none for the failed ones
     qa = tmp_path / "out-qa"
@@ -124,7 +129,7 @@ def test_deidentified_tree_lists_failures_without_identity(patients, tmp_path, c
     text = (out / "defacert_run.json").read_text()
     assert str(root) not in text and not any(i in text for i in ids.values())
     files = sorted(r["file"] for r in json.loads(text)["studies"] if r["status"] != "ok")
-    assert files == sorted(["INPUT/stray.dcm", f"INPUT/bad_nan_{X}/RTSTRUCT.dcm",
+    assert files == sorted(["INPUT/stray.dcm", "INPUT/sum/RD.dcm", f"INPUT/bad_nan_{X}/RTSTRUCT.dcm",
                             f"INPUT/bad_truncated_{X}/RTSTRUCT.dcm"]), files
     assert (tmp_path / "out-pseudonyms.csv").is_file()
 

@@ -281,6 +281,29 @@ def orphan_problems(index: DicomIndex, entries: Sequence[StudyEntry]) -> List[Pr
     return [p for p in index.errors if p.path not in claimed]
 
 
+def rt_without_images(index: DicomIndex, outcomes: Sequence = ()) -> List:
+    """A failure for every study whose RT objects have no image series in the
+    input (they cannot be defaced, and are never dropped silently), unless
+    one of ``outcomes`` already names one of its files."""
+    from .pipeline import StudyOutcome
+
+    named = {str(o.where) for o in outcomes if o.where}
+    out = []
+    for st in index.studies():
+        objs = st.rt_objects()
+        if st.series or not objs or any(str(o.path) in named for o in objs):
+            continue
+        kinds = ", ".join(sorted({o.modality or "?" for o in objs}))
+        where = str(objs[0].path)
+        more = f" (and {len(objs) - 1} more)" if len(objs) > 1 else ""
+        out.append(StudyOutcome(
+            where, None, "input error",
+            f"{where}{more}: {kinds} of a study with no image series (CT/MR) in the input: not defaced "
+            "(put it in the folder of its CT)", where=where,
+        ))
+    return out
+
+
 # ---------------------------------------------------------------- the run
 def run_tree(
     input_path: Path,
@@ -355,6 +378,7 @@ def _run_locked(input_path, output_path, options, overwrite, dry_run, progress, 
                 StudyOutcome(prob.path, None, "input error", f"{prob.path}: {prob.message} (belongs to no study)",
                              where=prob.path)
             )
+        report.outcomes += rt_without_images(index, report.outcomes)
         if progress:
             progress(total, total, "done")
         if dry_run:
@@ -423,19 +447,18 @@ def write_run_report(report, jobs: Sequence[StudyJob], output: Path, input_path:
     """``defacert_run.json`` at the output root: every study's status and
     output, and for every failure its message and the file it is about.
     When de-identifying (the report is shared with the data) no input path
-    is given whole: files are relative to INPUT and cleaned, like the
-    messages, of the patient's ID and name."""
+    is given whole: files are relative to INPUT and, like the messages,
+    cleaned of the IDs and names of every patient of the run (a broken file
+    of no study, or a folder named after another patient, cannot leak them)."""
     import json
 
     root = os.path.abspath(input_path if input_path.is_dir() else input_path.parent)
+    strings = _run_identity_strings(jobs) if deidentified else []
     rows = []
     for n, o in enumerate(report.outcomes):
-        job = jobs[n] if n < len(jobs) else None
         row = {"study": n + 1, "source": o.source, "output": o.output, "status": o.status,
                "file": o.where if o.status in FAILED else None, "message": o.message}
-        if deidentified:
-            row = _cleaned_row(row, job, root)
-        rows.append(row)
+        rows.append(_cleaned_row(row, root, strings) if deidentified else row)
     tmp = output / f".{RUN_REPORT_NAME}.partial"
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump({"studies": rows}, f, indent=2)
@@ -443,27 +466,31 @@ def write_run_report(report, jobs: Sequence[StudyJob], output: Path, input_path:
     return output / RUN_REPORT_NAME
 
 
-def _cleaned_row(row: dict, job: Optional[StudyJob], root: str) -> dict:
+def _run_identity_strings(jobs: Sequence[StudyJob]) -> List[str]:
     from pydicom.dataset import Dataset
 
-    from ..deidentify import identifying_strings, scrub_json
+    from ..deidentify import study_identifying_strings
 
-    row = dict(row)
-    if row["status"] == "ok":
-        row["source"] = None  # the output folder (pseudonym) says which study it is
-        row["message"] = ""
-        return row
-    strings: List[str] = []
-    if job is not None:
+    datasets = []
+    for job in jobs:
         ds = Dataset()
         ds.PatientID = job.entry.patient_id
         ds.PatientName = job.patient_name
-        strings = identifying_strings(ds)
+        datasets.append(ds)
+    return study_identifying_strings(datasets)
+
+
+def _cleaned_row(row: dict, root: str, strings: Sequence[str]) -> dict:
+    from ..deidentify import scrub_json
+
+    row = dict(row, source=None)  # ok studies: their output folder (pseudonym) says which study it is
+    if row["status"] == "ok":
+        row["message"] = ""
+        return row
 
     def relative(text):
         return text.replace(root + os.sep, "INPUT/").replace(root, "INPUT") if isinstance(text, str) else text
 
-    row["source"] = None
     row["file"] = relative(row["file"])
     row["message"] = relative(row["message"])
     return scrub_json(row, strings)
@@ -478,6 +505,7 @@ __all__ = [
     "orphan_problems",
     "plan_jobs",
     "plan_output_folders",
+    "rt_without_images",
     "run_tree",
     "write_run_report",
 ]
