@@ -15,7 +15,7 @@ iso-line contours at a value the data takes exactly (so their vertices lie
 exactly on voxel centres), written with full-precision ContourData. A
 verification that recomputed the removed region on the written (rounded)
 grid flipped the voxel centres lying on kept contours (``image_air``: tissue
-up to 1355 HU "removed", 574 voxels "changed"); it must use the input grid
+up to 1110 HU "removed", 568 voxels "changed" with the measured eye centres); it must use the input grid
 the defacing used. The first pose (marching squares at 0.5 on masks,
 6-digit ContourData) passed with that bug too.
 """
