@@ -87,29 +87,35 @@ def copy_tree(ds: Dataset, skip: Iterable[int] = ()) -> Dataset:
     are left out (the caller builds them)."""
     import copy
 
-    from pydicom.dataelem import DataElement, RawDataElement
-
     skip = set(skip)
     out: dict = {}
-    for elem in ds.elements():  # yields undecoded elements as they are
-        tag = elem.tag
-        if tag in skip:
-            continue
-        if isinstance(elem, RawDataElement):
-            out[tag] = elem
-        elif elem.VR == "SQ":
-            out[tag] = DataElement(tag, "SQ", DicomSequence([copy_tree(item) for item in elem.value]))
-        else:
-            new = copy.copy(elem)
-            if isinstance(elem.value, (list, MultiValue)):
-                new.value = copy.deepcopy(elem.value)
-            out[tag] = new
+    for elem in undecoded_elements(ds).values():  # undecoded elements as they are (deferred ones not read)
+        if elem.tag not in skip:
+            out[elem.tag] = copy_element(elem)
     result = Dataset(out)
     meta = getattr(ds, "file_meta", None)
     if meta is not None:
         result.file_meta = copy.deepcopy(meta)
     adopt_encoding(result, ds)
     return result
+
+
+def copy_element(elem):
+    """An independent copy of one element, as :func:`copy_tree` makes them: an
+    undecoded element is immutable and shared, a decoded one copied (its
+    value too, when mutable), a sequence made of new items."""
+    import copy
+
+    from pydicom.dataelem import DataElement, RawDataElement
+
+    if isinstance(elem, RawDataElement):
+        return elem
+    if elem.VR == "SQ":
+        return DataElement(elem.tag, "SQ", DicomSequence([copy_tree(item) for item in elem.value]))
+    new = copy.copy(elem)
+    if isinstance(elem.value, (list, MultiValue)):
+        new.value = copy.deepcopy(elem.value)
+    return new
 
 
 def undecoded_elements(ds: Dataset) -> dict:
@@ -119,6 +125,35 @@ def undecoded_elements(ds: Dataset) -> dict:
     3's ``Dataset.elements()`` and ``get_item`` read deferred values, so the
     element dict is read directly, as in both pydicom 2.4 and 3)."""
     return {int(tag): elem for tag, elem in ds._dict.items()}
+
+
+def element_key(elem):
+    """A comparable key of a top-level element as stored (nothing decoded):
+    (VR, encoding, bytes) of an undecoded element, (VR, value) of a decoded
+    one, the keys of its items' elements for a sequence; ("absent",) for
+    None; None when it cannot be compared. Equal keys mean equal elements
+    (with the same Specific Character Set)."""
+    from pydicom.dataelem import RawDataElement
+
+    if elem is None:
+        return ("absent",)
+    if isinstance(elem, RawDataElement):
+        value = elem.value
+        if value is None and elem.value_tell is not None:
+            return None  # deferred (not read): cannot be compared without reading it
+        return ("raw", elem.VR, elem.is_little_endian, elem.is_implicit_VR, bytes(value or b""))
+    value = elem.value
+    if elem.VR == "SQ":  # read as items of (mostly undecoded) elements: compare them
+        items = []
+        for item in value or []:
+            keys = tuple((tag, element_key(e)) for tag, e in sorted(undecoded_elements(item).items()))
+            if any(k is None for _, k in keys):
+                return None
+            items.append(keys)
+        return ("items", tuple(items))
+    if isinstance(value, (list, MultiValue)):
+        value = tuple(value)
+    return ("value", elem.VR, value)
 
 
 def adopt_encoding(item: Dataset, parent: Dataset) -> None:

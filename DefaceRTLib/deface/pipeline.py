@@ -559,13 +559,16 @@ def _check_map_location(map_path: Path, output: Path, input_path: Path, what: st
 
 
 def _write_and_verify(result, study, folder, options, pseudonym, source, rel, verify_written, qa_file=None) -> StudyOutcome:
-    from ..deidentify import deidentify_dataset, mark_defaced
+    from ..deidentify import SeriesDeidentifier, mark_defaced
 
     deid = options.deidentification
 
+    # slices of a series de-identified like the previous one where they differ only in what it keeps
+    deidentify = SeriesDeidentifier(deid, pseudonym) if deid is not None and pseudonym is not None else None
+
     def finalize(ds: Dataset) -> None:
-        if deid is not None and pseudonym is not None:
-            deidentify_dataset(ds, deid, pseudonym)
+        if deidentify is not None:
+            deidentify(ds)
         if "PixelData" in ds and str(ds.get("Modality", "")) != "RTDOSE":
             mark_defaced(ds)  # the face is gone: Recognizable Visual Features NO
 

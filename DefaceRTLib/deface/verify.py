@@ -428,43 +428,14 @@ def _same_as(ds, reference) -> tuple:
     them here: the slices of a series share most of their header, and
     decoding each slice's copy is most of the time of the check."""
     mine, theirs = dicom_compat.undecoded_elements(ds), dicom_compat.undecoded_elements(reference)
-    if _element_key(mine.get(0x00080005)) != _element_key(theirs.get(0x00080005)):
+    if dicom_compat.element_key(mine.get(0x00080005)) != dicom_compat.element_key(theirs.get(0x00080005)):
         return ()
     same = []
     for tag, elem in mine.items():
-        key = _element_key(elem)
-        if key is not None and key == _element_key(theirs.get(tag)):
+        key = dicom_compat.element_key(elem)
+        if key is not None and key == dicom_compat.element_key(theirs.get(tag)):
             same.append(tag)
     return tuple(same)
-
-
-def _element_key(elem):
-    """(VR, encoded bytes) of an undecoded element, (VR, value) of a decoded
-    one, the keys of its items' elements for a sequence; ("absent",) for
-    None; None when it cannot be compared."""
-    from pydicom.dataelem import RawDataElement
-    from pydicom.multival import MultiValue
-
-    if elem is None:
-        return ("absent",)
-    if isinstance(elem, RawDataElement):
-        value = elem.value
-        if value is None and elem.value_tell is not None:
-            # deferred (not read): equal only as the same-length unread value; pixel data is not text
-            return ("deferred", elem.VR, elem.length)
-        return ("raw", elem.VR, elem.is_little_endian, elem.is_implicit_VR, bytes(value or b""))
-    value = elem.value
-    if elem.VR == "SQ":  # read as items of (mostly undecoded) elements: compare them
-        items = []
-        for item in value or []:
-            keys = tuple((tag, _element_key(e)) for tag, e in sorted(dicom_compat.undecoded_elements(item).items()))
-            if any(k is None for _, k in keys):
-                return None
-            items.append(keys)
-        return ("items", tuple(items))
-    if isinstance(value, (list, MultiValue)):
-        value = tuple(value)
-    return ("value", elem.VR, value)
 
 
 def _all_tags(ds, skip=()):
