@@ -297,6 +297,26 @@ def _write_image(volume: ImageVolume, folder: Path, finalize: Callable[[Dataset]
 LOCK_SUFFIX = ".defacert-lock"
 
 
+#: file descriptors of the output locks this process holds
+_HELD_LOCKS: set = set()
+
+
+def _close_locks_in_child() -> None:
+    """A forked child (:mod:`DefaceRTLib.forked`) must not keep its parent's
+    output locks: the lock belongs to the open file, so a child outliving a
+    killed parent for a moment would still refuse the next run."""
+    for fd in list(_HELD_LOCKS):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _HELD_LOCKS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_locks_in_child)
+
+
 def lock_path(output: PathLike) -> Path:
     """Where :func:`output_lock` locks ``output``: ``.NAME.defacert-lock`` beside it."""
     output = Path(output)
@@ -343,11 +363,13 @@ def output_lock(output: PathLike) -> Iterator[Path]:
         os.close(fd)
     else:  # pragma: no cover - only under heavy contention
         raise OutputError("could not lock the output (its lock file keeps changing)", output)
+    _HELD_LOCKS.add(fd)
     try:
         os.ftruncate(fd, 0)
         os.write(fd, f"process {os.getpid()} on {_hostname()}".encode("ascii", "replace"))
         yield path
     finally:
+        _HELD_LOCKS.discard(fd)
         try:
             os.unlink(path)
         except OSError:

@@ -263,3 +263,28 @@ def test_study_job_runs_in_a_worker_process(patients, tmp_path):
     assert refused.status == "output error" and "nothing was replaced" in refused.message
     assert not any((out.path / jobs[0].rel).iterdir()) and not (qa.path / jobs[0].rel).exists()
     assert not list(tmp_path.glob(".out*.partial-*"))
+
+
+def test_lock_is_not_kept_by_a_forked_child(tmp_path):
+    """The QA figure and verification run in forked children: a child still alive when its
+    parent is killed must not keep the output locked (the next run would be refused)."""
+    out = tmp_path / "out"
+    script = (
+        "import os, sys, time\n"
+        "from DefaceRTLib.study import output_lock\n"
+        f"with output_lock({str(out)!r}):\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        null = os.open(os.devnull, os.O_WRONLY); os.dup2(null, 1); os.dup2(null, 2)\n"
+        "        time.sleep(60); os._exit(0)\n"
+        "    print(pid, flush=True); os._exit(0)  # the parent dies holding the lock\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    child = int(proc.stdout.strip())
+    try:
+        os.kill(child, 0)  # still running
+        with output_lock(out):  # free at once all the same
+            pass
+    finally:
+        os.kill(child, signal.SIGKILL)
