@@ -170,30 +170,37 @@ def _roi_roles(result) -> Dict[str, str]:
     return roles
 
 
-def _draw_contours(ax, ss, axis: int, at: float, spacing_z: float) -> List[str]:
+def _draw_contours(ax, ss, axis: int, at: float, spacing_z: float, cache: Optional[dict] = None) -> List[str]:
     """Draw a structure set's contours on one view; returns the ROI names drawn.
 
     Axial view: the contours of the plane shown, one line collection per ROI;
     sagittal and coronal views: the points where the ROI's contours cross the
-    plane (:func:`_crossings_of`)."""
+    plane (:func:`_crossings_of`). ``cache`` keeps each ROI's contours as one
+    array between the views."""
     from matplotlib.collections import LineCollection
 
     drawn = []
     if ss is None:
         return drawn
+    cache = {} if cache is None else cache
     for roi in ss.rois:
         contours = roi.closed_contours
         if not contours:
             continue
+        key = (id(roi), len(contours))
+        if key not in cache:
+            cache[key] = (roi, _concatenated(contours))
+        points, starts, sizes = cache[key][1]
         colour = np.asarray(roi.color[:3], float) / 255.0
         if axis == 2:
-            lines = [np.vstack([c.points[:, :2], c.points[:1, :2]]) for c in contours
-                     if abs(float(c.points[:, 2].mean()) - at) <= spacing_z / 2]
-            if not lines:
+            on_plane = np.flatnonzero(np.abs(points[starts, 2] - at) <= spacing_z / 2)  # planar: z of the first point
+            if not on_plane.size:
                 continue
+            lines = [np.vstack([points[starts[n]:starts[n] + sizes[n], :2], points[starts[n]:starts[n] + 1, :2]])
+                     for n in on_plane]
             ax.add_collection(LineCollection(lines, colors=[colour], linewidths=1.2))
         else:
-            pts = _crossings_of([c.points for c in contours], axis, at)
+            pts = _crossings_of(points, starts, sizes, axis, at)
             if not len(pts):
                 continue
             h, v = _view_points(pts, axis)
@@ -202,24 +209,29 @@ def _draw_contours(ax, ss, axis: int, at: float, spacing_z: float) -> List[str]:
     return drawn
 
 
-def _crossings_of(polygons: Sequence[np.ndarray], axis: int, coord: float) -> np.ndarray:
-    """Points where closed polygons (each an (N, 3) array) cross the plane
-    ``points[:, axis] == coord``, all polygons in one array operation."""
-    sizes = np.array([len(p) for p in polygons])
-    p = np.concatenate([np.asarray(q, dtype=float) for q in polygons]) if len(polygons) else np.zeros((0, 3))
-    if not len(p):
+def _concatenated(contours) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(all points (N, 3), start index of each contour, number of points of each)."""
+    sizes = np.array([len(c.points) for c in contours])
+    points = np.concatenate([np.asarray(c.points, dtype=float) for c in contours])
+    return points, np.cumsum(sizes) - sizes, sizes
+
+
+def _crossings_of(points: np.ndarray, starts: np.ndarray, sizes: np.ndarray, axis: int, coord: float) -> np.ndarray:
+    """Points where closed polygons (``points[starts[n]:starts[n] + sizes[n]]``)
+    cross the plane ``points[:, axis] == coord``, all in one array operation."""
+    if not len(points):
         return np.zeros((0, 3))
-    nxt = np.arange(1, len(p) + 1)
-    ends = np.cumsum(sizes)
-    nxt[ends[sizes > 0] - 1] = (ends - sizes)[sizes > 0]  # each polygon's last vertex closes to its first
-    q = p[nxt]
-    a = p[:, axis] - coord
+    nxt = np.arange(1, len(points) + 1)
+    ok = sizes > 0
+    nxt[(starts + sizes - 1)[ok]] = starts[ok]  # each polygon's last vertex closes to its first
+    q = points[nxt]
+    a = points[:, axis] - coord
     b = q[:, axis] - coord
     hit = (a <= 0) != (b <= 0)
     if not hit.any():
         return np.zeros((0, 3))
     t = a[hit] / (a[hit] - b[hit])
-    return p[hit] + t[:, None] * (q[hit] - p[hit])
+    return points[hit] + t[:, None] * (q[hit] - points[hit])
 
 
 def _scale_bar(ax, xlim, ylim, length_mm: float = 50.0) -> None:
@@ -312,6 +324,7 @@ def build_qa_figure(result, title: Optional[str] = None):
     units = "Gy" if units.upper() == "GY" else units
 
     drawn_rois: set = set()
+    contour_cache: dict = {}  # the ROIs' contours as arrays, shared by the six views
     shown: Dict[int, float] = {}
     panels = {}
     for col, axis in enumerate((2, 0, 1)):
@@ -340,7 +353,7 @@ def build_qa_figure(result, title: Optional[str] = None):
                 if d.max() >= norm.vmin:
                     ax.imshow(np.ma.masked_where(d < norm.vmin, d), cmap=DOSE_CMAP, norm=norm, alpha=DOSE_ALPHA,
                               extent=extent, interpolation="nearest")
-            drawn_rois.update(_draw_contours(ax, ss, axis, at, g.spacing[2]))
+            drawn_rois.update(_draw_contours(ax, ss, axis, at, g.spacing[2], contour_cache))
             _cut_lines(ax, axis, at, region, xlim, ylim)
             pts = np.array([e.centroid for e in lm.eyes], float)
             if axis == 0:
