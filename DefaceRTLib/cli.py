@@ -9,6 +9,7 @@ Exit codes (documented in ``defacert --help``):
 * 4: the output cannot be written where it was asked to go
 * 5: partly done: some studies of a tree failed (each listed with its file);
   the others were written and verified
+* 6: a package the job needs is not installed (for example ``distributed`` for ``--scheduler``)
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import sys
 from typing import List, Optional
 
 from . import __version__
-from .errors import DefaceRTError, OutputError
+from .errors import DefaceRTError, MissingDependencyError, OutputError, missing_dependency
 
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
@@ -29,6 +30,7 @@ EXIT_USAGE = 2
 EXIT_INPUT = 3
 EXIT_OUTPUT = 4
 EXIT_PARTIAL = 5
+EXIT_DEPENDENCY = 6
 
 EPILOG = """exit codes:
   0  success
@@ -38,6 +40,7 @@ EPILOG = """exit codes:
   4  output cannot be written where asked
   5  partly done: some studies of a tree failed (each listed with its file),
      the others were written and verified
+  6  a package the job needs is not installed
 """
 
 
@@ -102,9 +105,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     except OutputError as exc:
         print(f"defacert {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_OUTPUT
+    except MissingDependencyError as exc:
+        print(f"defacert {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_DEPENDENCY
     except DefaceRTError as exc:
         print(f"defacert {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_INPUT
+    except ImportError as exc:
+        missing = missing_dependency(exc, sys.executable)
+        if missing is None:
+            raise
+        print(f"defacert {args.command}: error: {missing}", file=sys.stderr)
+        return EXIT_DEPENDENCY
     except KeyboardInterrupt:
         print(f"defacert {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -42,3 +42,29 @@ class OutputError(DefaceRTError):
 
 class LandmarkError(InputError):
     """The defacing landmarks (eye contours or manual points) are missing or unusable."""
+
+
+class MissingDependencyError(DefaceRTError):
+    """A package the requested work needs is not installed in this Python
+    (command line exit code 6)."""
+
+
+def missing_dependency(exc: BaseException, executable: str = "") -> Optional[MissingDependencyError]:
+    """The :class:`MissingDependencyError` for an ``ImportError`` of a third-party
+    package (pydicom, numpy...), or None when the missing module is part of
+    DefaceRTLib itself (a broken checkout, not a missing install).
+
+    The message says which package is missing, which Python lacks it and how
+    to run with one that has it."""
+    name = getattr(exc, "name", None)
+    if not isinstance(exc, ImportError) or not name or name.split(".")[0] == "DefaceRTLib":
+        return None
+    package = name.split(".")[0]
+    python = executable or "this Python"
+    return MissingDependencyError(
+        f"the package {package!r} is not installed in {python}. DefaceRTLib needs its dependencies: run with the "
+        "project's environment (`make install`, then `.venv/bin/python ...` or `.venv/bin/defacert ...`), or install "
+        "them into this Python (`python -m pip install -r requirements/latest.txt`, or `pip install .` in the source "
+        "folder; in 3D Slicer the DefaceRT module installs what Slicer does not bundle on first use, so run the script with "
+        "`Slicer --no-main-window --python-script SCRIPT -- ARGS`)"
+    )

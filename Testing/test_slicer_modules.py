@@ -466,6 +466,27 @@ def test_batch_deface_tree_and_compare_cohort(synthetic_cohort, tmp_path):
     assert body and all(float(r["dice"]) < 1.0 for r in body)
 
 
+def test_batch_script_without_dependencies_says_so(tmp_path):
+    """Issue 15: ``python batch/deface_tree.py`` with a Python that lacks numpy and pydicom
+    (``-S``: no site-packages) names the missing package and the Python, exits 6
+    (not 1, "a check failed"), shows no traceback and writes nothing."""
+    from DefaceRTLib.cli import EXIT_DEPENDENCY
+
+    source = tmp_path / "in"
+    source.mkdir()
+    (source / "x.dcm").write_bytes(b"")
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "-S", str(ROOT / "batch" / "deface_tree.py"), str(source), str(out)],
+        capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": ""},
+    )
+    assert result.returncode == EXIT_DEPENDENCY == 6, result.stdout + result.stderr
+    assert re.search(r"the package '(numpy|pydicom)' is not installed in ", result.stderr), result.stderr
+    assert sys.executable in result.stderr and "make install" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+
+
 def test_batch_scripts_run_under_slicer_style_argv(tmp_path):
     """``Slicer --python-script x.py args`` sets sys.argv like plain python;
     the scripts must not call sys.exit inside Slicer's interpreter without

@@ -21,9 +21,10 @@ def run_main(main) -> None:
     """Run ``main(argv) -> int`` and exit with its code (Slicer: slicer.util.exit).
 
     DefaceRTLib errors print one clear line and use the command line's exit
-    codes (3 bad input, 4 output cannot be written)."""
-    from DefaceRTLib.cli import EXIT_INPUT, EXIT_OUTPUT
-    from DefaceRTLib.errors import DefaceRTError, OutputError
+    codes (3 bad input, 4 output cannot be written, 6 a package is missing:
+    the script was run with a Python that lacks DefaceRTLib's dependencies)."""
+    from DefaceRTLib.cli import EXIT_DEPENDENCY, EXIT_INPUT, EXIT_OUTPUT
+    from DefaceRTLib.errors import DefaceRTError, MissingDependencyError, OutputError, missing_dependency
 
     argv = sys.argv[1:]
     if argv[:1] == ["--"]:
@@ -34,9 +35,20 @@ def run_main(main) -> None:
         code = int(main(argv) or 0)
     except SystemExit as exc:  # argparse --help / usage errors
         code = exc.code if isinstance(exc.code, int) else 2
+    except MissingDependencyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        code = EXIT_DEPENDENCY
     except DefaceRTError as exc:
         print(f"error: {exc}", file=sys.stderr)
         code = EXIT_OUTPUT if isinstance(exc, OutputError) else EXIT_INPUT
+    except ImportError as exc:
+        missing = missing_dependency(exc, sys.executable)
+        if missing is None:
+            traceback.print_exc()
+            code = 1
+        else:
+            print(f"error: {missing}", file=sys.stderr)
+            code = EXIT_DEPENDENCY
     except Exception:
         traceback.print_exc()
         code = 1
