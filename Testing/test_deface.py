@@ -338,15 +338,22 @@ def test_broken_file_is_named_when_nothing_usable_is_found(tmp_path, capsys):
     assert "RS.dcm" in err and not (tmp_path / "out").exists()
 
 
-def test_full_collections_paused_per_study_and_restored(tmp_path, phantom):
+def test_full_collections_paused_per_study_and_restored(tmp_path, phantom, monkeypatch):
     import gc
 
-    from DefaceRTLib.deface import DefaceOptions, deface_path
+    from DefaceRTLib.deface import DefaceOptions, deface_path, pipeline
 
     seen = []
     before = gc.get_threshold()
-    report = deface_path(phantom.folder, tmp_path / "o", DefaceOptions(write_qa_figure=False),
-                         progress=lambda n, total, msg: seen.append((msg, gc.get_threshold())))
+    deface_study = pipeline.deface_study
+
+    def spy(*args, **kwargs):
+        seen.append(gc.get_threshold())
+        return deface_study(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "deface_study", spy)
+    report = deface_path(phantom.folder, tmp_path / "o", DefaceOptions(write_qa_figure=False))
     assert report.ok and gc.get_threshold() == before
-    during = dict(seen)["study 1/1"]
+    assert len(seen) == 1
+    during = seen[0]
     assert during[:2] == before[:2] and during[2] >= 1_000_000

@@ -206,8 +206,9 @@ def test_tree_killed_mid_run_keeps_the_studies_committed_before(patients, tmp_pa
         shutil.copytree(patients[n], root / f"p{n}")
     out = tmp_path / "out"
     env = dict(os.environ, PYTHONPATH=str(REPO))
+    # one study at a time (--jobs 1), so that study 2 is the one being written when the run is killed
     proc = subprocess.Popen([sys.executable, "-m", "DefaceRTLib", "deface", str(root), str(out), "--quiet",
-                             "--keep-identity"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--keep-identity", "--jobs", "1"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 180
     first = out / "p0" / "defacert" / "deface_summary.json"
     while time.time() < deadline and not (first.exists() and list(tmp_path.glob(".out.partial-*"))):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import List, Tuple
@@ -97,7 +98,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--no-mask", action="store_true", help="do not write the removed-region labelmap")
     g.add_argument("--seg", action="store_true",
                    help="also write the removed region as a DICOM SEG referencing the defaced CT (needs highdicom)")
-    g.add_argument("--quiet", action="store_true", help="no progress display")
+    g.add_argument("--quiet", action="store_true", help="no progress display (a bar on a terminal, else one line per study)")
+    g = parser.add_argument_group("cohorts (trees of studies)")
+    g.add_argument("--jobs", type=_positive_int, default=None, metavar="N",
+                   help=f"studies defaced at once, in N worker processes (default: the number of cores, "
+                        f"{os.cpu_count() or 1} here); with --salt the output is the same bytes whatever N is")
+    g.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run the studies on a Dask distributed cluster (tcp://host:8786; needs the cluster extra); "
+                        "its workers must see INPUT, OUTPUT and the QA folder under the same paths")
+    g.add_argument("--resume", action="store_true",
+                   help="continue an earlier (killed or failed) run on OUTPUT from its ledger: studies done with "
+                        "unchanged inputs and options are skipped, unfinished ones redone, failed ones kept as failed")
+    g.add_argument("--retry-failed", action="store_true", help="with --resume: also retry the studies that failed")
+    g.add_argument("--ledger", type=Path, metavar="JSONL",
+                   help="the run ledger (per study: source, input checksums, options, status, output checksums, "
+                        "timings, error; private, names input paths; default OUTPUT-ledger.jsonl beside OUTPUT)")
     g.add_argument("--json", action="store_true", help="print the run report as JSON")
 
 
@@ -141,6 +156,16 @@ def build_options(args: argparse.Namespace):
     )
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 class _Usage(Exception):
     pass
 
@@ -182,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
     from ..cli import EXIT_PARTIAL
     from ..deface.pipeline import KEEP_IDENTITY_WARNING, VerificationError, deface_path
     from ..errors import DefaceRTError
-    from ..progress import TextProgress
+    from ..progress import make_progress
 
     try:
         options = build_options(args)
@@ -190,9 +215,17 @@ def run(args: argparse.Namespace) -> int:
         return int(exc.code or 2)
     if options.deidentification is None:
         print(f"defacert deface: {KEEP_IDENTITY_WARNING}", file=sys.stderr)
-    progress = TextProgress(enabled=not args.quiet)
+    if args.retry_failed and not args.resume:
+        return _usage("--retry-failed needs --resume")
+    if args.scheduler and args.jobs:
+        return _usage("--jobs and --scheduler exclude each other (the cluster's workers set how many run at once)")
+    progress = make_progress(quiet=args.quiet)
     try:
-        report = deface_path(args.input, args.output, options, overwrite=args.overwrite, dry_run=args.dry_run, progress=progress)
+        report = deface_path(
+            args.input, args.output, options, overwrite=args.overwrite, dry_run=args.dry_run, progress=progress,
+            jobs=args.jobs or os.cpu_count() or 1, scheduler=args.scheduler, resume=args.resume,
+            retry_failed=args.retry_failed, ledger_path=args.ledger,
+        )
     except VerificationError as exc:
         _list_failures(getattr(exc, "report", None))
         print(f"defacert deface: verification failed, nothing written: {exc}", file=sys.stderr)
@@ -210,6 +243,8 @@ def run(args: argparse.Namespace) -> int:
         if report.qa_folder:
             print(f"QA report: {Path(report.qa_folder) / 'index.html'} (open it in a browser; it shows the original "
                   "faces: not for sharing)")
+    if len(report.outcomes) > 1 and not args.json:
+        print("\n".join(run_table(report)))
     code = report.exit_code()
     if code:
         _list_failures(report)
@@ -226,3 +261,19 @@ def _list_failures(report) -> None:
     print(f"defacert deface: {len(failed)} of {len(report.outcomes)} failed:", file=sys.stderr)
     for o in failed:
         print(f"  {o.status}: {o.message or o.source}", file=sys.stderr)
+
+
+def run_table(report) -> List[str]:
+    """The final table of a tree run: how many studies ended how, and the time per study."""
+    statuses: dict = {}
+    for o in report.outcomes:
+        statuses[o.status] = statuses.get(o.status, 0) + 1
+    times = [o.summary.get("timings_s", {}) for o in report.outcomes if o.status == "ok" and o.summary]
+    width = max(len(s) for s in list(statuses) + ["studies"])
+    lines = ["", f"{'studies':<{width}}  {len(report.outcomes):>5}"]
+    for status, n in sorted(statuses.items(), key=lambda kv: (kv[0] != "ok", kv[0])):
+        lines.append(f"{status:<{width}}  {n:>5}")
+    if times:
+        per = [sum(float(t.get(k, 0.0)) for k in ("read_s", "deface_total_s", "write_s", "verify_s")) for t in times]
+        lines.append(f"{'s/study':<{width}}  {sum(per) / len(per):>5.2f}  (read + deface + write + verify, mean of the written)")
+    return lines

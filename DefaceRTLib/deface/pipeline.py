@@ -476,6 +476,11 @@ def deface_path(
     overwrite: bool = False,
     dry_run: bool = False,
     progress: Optional[Callable[[int, int, str], None]] = None,
+    jobs: int = 1,
+    scheduler=None,
+    resume: bool = False,
+    retry_failed: bool = False,
+    ledger_path: Optional[PathLike] = None,
 ) -> RunReport:
     """Deface every study below ``input_path`` into ``output_path``.
 
@@ -496,7 +501,21 @@ def deface_path(
     while this one holds its lock (:func:`~DefaceRTLib.study.output_lock`);
     staging folders a killed run left are removed first; an output that
     appears during the run is never replaced.
+
+    Cohorts (:mod:`.cohort`): ``jobs`` studies run at once in worker
+    processes, or on a Dask distributed cluster with ``scheduler`` (an
+    address or a cluster object); with ``--salt`` the output is the same
+    bytes whatever ``jobs`` is. Every run keeps a run ledger
+    (``ledger_path``, default ``OUTPUT-ledger.jsonl`` beside the output,
+    private: it names input paths): per study its source, input checksums,
+    options, status, output checksums, timings and error. ``resume``
+    continues a killed or failed run from its ledger: done studies with
+    unchanged inputs and options are skipped, unfinished ones redone, failed
+    ones kept as failed unless ``retry_failed``. ``progress(done, total,
+    message)`` is called as each study finishes (message: ``N ok, N failed,
+    N left``).
     """
+    from .cohort import CohortRun, default_ledger_path
     from .tree import run_tree
 
     options = options or DefaceOptions()
@@ -505,8 +524,13 @@ def deface_path(
     if not input_path.exists():
         raise InputError("no such file or folder", input_path)
     qa_root = None
+    cohort = CohortRun(jobs=jobs, scheduler=scheduler, resume=resume, retry_failed=retry_failed)
+    if retry_failed and not resume:
+        raise OutputError("retrying failed studies needs --resume (it continues an earlier run on this output)", output_path)
     if not dry_run:
-        check_output_location(output_path, [input_path], overwrite)
+        cohort.ledger_path = Path(ledger_path) if ledger_path is not None else default_ledger_path(output_path)
+        _check_map_location(cohort.ledger_path, output_path, input_path, what="the run ledger (it names input paths)")
+        check_output_location(output_path, [input_path], overwrite or resume)
         if options.write_seg:
             from .seg import require_highdicom
 
@@ -514,11 +538,11 @@ def deface_path(
         if options.write_qa_figure:
             qa_root = Path(options.qa_folder or output_path.parent / f"{output_path.name}-qa")
             _check_map_location(qa_root, output_path, input_path, what="the QA figures (they show the original face)")
-            check_output_location(qa_root, [input_path], overwrite)
+            check_output_location(qa_root, [input_path], overwrite or resume)
         if options.deidentification is not None:
             map_path = Path(options.pseudonym_map_path or output_path.parent / f"{output_path.name}-pseudonyms.csv")
             _check_map_location(map_path, output_path, input_path)
-    return run_tree(input_path, output_path, options, overwrite, dry_run, progress, qa_root)
+    return run_tree(input_path, output_path, options, overwrite, dry_run, progress, qa_root, cohort)
 
 
 @contextlib.contextmanager

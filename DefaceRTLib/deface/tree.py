@@ -47,7 +47,7 @@ if TYPE_CHECKING:  # pragma: no cover
 #: the run report written at the output root of a tree run
 RUN_REPORT_NAME = "defacert_run.json"
 #: statuses of a study that failed (every other one is "ok" or "dry run")
-FAILED = ("input error", "verification failed", "output error")
+FAILED = ("input error", "verification failed", "output error", "worker error")
 
 
 @dataclass
@@ -313,21 +313,27 @@ def run_tree(
     dry_run: bool = False,
     progress: Optional[Callable[[int, int, str], None]] = None,
     qa_root: Optional[Path] = None,
+    cohort=None,
 ):
-    """Body of :func:`~.pipeline.deface_path` (locations already checked once)."""
+    """Body of :func:`~.pipeline.deface_path` (locations already checked once).
+    ``cohort`` is a :class:`.cohort.CohortRun` (default: one study at a time,
+    in this process, not resuming)."""
+    from .cohort import CohortRun
+
+    cohort = cohort or CohortRun()
     with contextlib.ExitStack() as stack:
         if not dry_run:
             for folder in [output_path] + ([qa_root] if qa_root is not None else []):
                 stack.enter_context(output_lock(folder))
                 remove_stale_partials(folder)
                 # checked again under the lock: another run may have finished meanwhile
-                check_output_location(folder, [input_path], overwrite)
-        return _run_locked(input_path, output_path, options, overwrite, dry_run, progress, qa_root)
+                check_output_location(folder, [input_path], overwrite or cohort.resume)
+        return _run_locked(input_path, output_path, options, overwrite, dry_run, progress, qa_root, cohort)
 
 
-def _run_locked(input_path, output_path, options, overwrite, dry_run, progress, qa_root):
+def _run_locked(input_path, output_path, options, overwrite, dry_run, progress, qa_root, cohort):
     from ..index import index_folder
-    from .pipeline import RunReport, StudyOutcome, _full_collections_paused
+    from .pipeline import RunReport, StudyOutcome
 
     index = index_folder(input_path if input_path.is_dir() else input_path.parent)
     entries = [s for s in index.studies() if s.series]
@@ -350,39 +356,43 @@ def _run_locked(input_path, output_path, options, overwrite, dry_run, progress, 
     roots: List[ClaimedRoot] = []
     map_before: Optional[bytes] = None
     committed = False
+    ledger = None if dry_run else _open_ledger(cohort, output_path)
+    state = {"committed": False}  # set as soon as a worker commits a study (a run stopped later keeps it)
     try:
         if not dry_run:
             if total == 1:
                 target.output_identity = folder_identity(output_path)
                 target.qa_identity = folder_identity(qa_root) if qa_root is not None else None
             else:
-                roots.append(claim_root(output_path, overwrite))
+                roots.append(_claim(output_path, overwrite, cohort.resume))
                 target.output_identity = roots[0].identity
                 if qa_root is not None:
-                    roots.append(claim_root(qa_root, overwrite, private=True))
+                    roots.append(_claim(qa_root, overwrite, cohort.resume, private=True))
                     target.qa_identity = roots[1].identity
             if pseudonyms is not None:
                 # saved before any study is committed, so a killed run never leaves a pseudonym without its map
                 map_before = map_path.read_bytes() if map_path.is_file() else b""
                 pseudonyms.save(map_path, output_root=output_path)
-        for job in jobs:
-            # the study's objects are freed when the job returns, before full collections resume
-            with _full_collections_paused():
-                if progress:
-                    progress(job.number, total, f"study {job.number + 1}/{total}")
-                outcome = deface_study_job(job, target, options)
-            committed = committed or outcome.status == "ok"
-            report.outcomes.append(outcome)
+        if dry_run:
+            outcomes = _dry_run(jobs, target, options, progress)
+        else:
+            ledger.append({"kind": "run", "version": _ledger_version(), "input": str(input_path),
+                           "output": str(output_path), "options": _fingerprint(options), "studies": total,
+                           "jobs": cohort.jobs, "scheduler": None if cohort.scheduler is None else str(
+                               getattr(cohort.scheduler, "scheduler_address", cohort.scheduler)),
+                           "resume": cohort.resume, "retry_failed": cohort.retry_failed})
+            outcomes = _run_jobs(jobs, target, options, cohort, ledger, progress, state)
+        committed = any(o.status == "ok" for o in outcomes)
+        report.outcomes.extend(outcomes)
         for prob in orphans:
             report.outcomes.append(
                 StudyOutcome(prob.path, None, "input error", f"{prob.path}: {prob.message} (belongs to no study)",
                              where=prob.path)
             )
         report.outcomes += rt_without_images(index, report.outcomes)
-        if progress:
-            progress(total, total, "done")
         if dry_run:
             return report
+        ledger.append({"kind": "end", "ok": report.count("ok"), "failed": len(report.failed)})
         if not committed:
             raise _first_error(report)
         if len(report.outcomes) > 1:
@@ -394,10 +404,119 @@ def _run_locked(input_path, output_path, options, overwrite, dry_run, progress, 
             report.qa_folder = str(qa_root)
         return report
     finally:
+        committed = committed or state["committed"]
+        if ledger is not None:
+            ledger.close()
+            if not committed and not cohort.resume:
+                ledger.discard()  # nothing was written: no ledger of it either
         for root in roots:
             release_root(root, committed)
-        if map_before is not None and not committed:
+        if map_before is not None and not committed and not cohort.resume:
             _restore_map(map_path, map_before)
+
+
+# ---------------------------------------------------------------- cohorts
+def _claim(folder: Path, overwrite: bool, resume: bool, private: bool = False) -> ClaimedRoot:
+    """:func:`~DefaceRTLib.study.claim_root`; when resuming, an existing output
+    folder (the earlier run's, its ledger says) is adopted as it is."""
+    if resume and folder.is_dir() and not folder.is_symlink():
+        return ClaimedRoot(folder, folder_identity(folder), created=False)
+    return claim_root(folder, overwrite, private=private)
+
+
+def _open_ledger(cohort, output_path: Path):
+    from .cohort import RunLedger, default_ledger_path
+
+    path = cohort.ledger_path or default_ledger_path(output_path)
+    ledger = RunLedger.read(path) if cohort.resume else RunLedger(path)
+    if cohort.resume and not ledger.runs():
+        raise OutputError(
+            "nothing to resume: no run ledger of an earlier run on this output here (run without --resume, "
+            "or give the earlier run's --ledger)", path,
+        )
+    ledger.open(fresh=not cohort.resume)
+    return ledger
+
+
+def _ledger_version() -> int:
+    from .cohort import LEDGER_VERSION
+
+    return LEDGER_VERSION
+
+
+def _fingerprint(options) -> str:
+    from .cohort import options_fingerprint
+
+    return options_fingerprint(options)
+
+
+def _dry_run(jobs, target, options, progress) -> list:
+    from .pipeline import _full_collections_paused
+
+    outcomes = []
+    for job in jobs:
+        with _full_collections_paused():
+            outcomes.append(deface_study_job(job, target, options))
+        if progress:
+            progress(len(outcomes), len(jobs), f"study {job.number + 1}: {outcomes[-1].status}")
+    return outcomes
+
+
+def _run_jobs(jobs, target, options, cohort, ledger, progress, state: dict) -> list:
+    """Run every study (in this process, in worker processes or on a Dask
+    cluster: :func:`.cohort.run_study_tasks`), record each in the ledger as it
+    finishes and return the outcomes in study order. ``state["committed"]``
+    turns True with the first study committed."""
+    from .cohort import ResumeInfo, run_study_task, run_study_tasks, study_key
+    from .pipeline import StudyOutcome
+
+    fingerprint = _fingerprint(options)
+    previous = ledger.latest() if cohort.resume else {}
+    outcomes: List[Optional[StudyOutcome]] = [None] * len(jobs)
+    counts = {"ok": 0, "failed": 0, "skipped": 0}
+    total = len(jobs)
+
+    def resume_info(job):
+        return ResumeInfo(previous.get(study_key(job)), fingerprint, cohort.retry_failed) if cohort.resume else None
+
+    def on_submit(job) -> None:
+        if progress:
+            done = counts["ok"] + counts["failed"]
+            progress(done, total, f"study {job.number + 1}/{total} started")
+        prev = previous.get(study_key(job))
+        if prev is None or prev.get("status") == "started":
+            # a study whose last record is final keeps it until its new result is in
+            ledger.append({"kind": "study", "key": study_key(job), "number": job.number, "source": job.source,
+                           "output": job.rel, "options": fingerprint, "status": "started"})
+
+    def submit(executor, job):
+        return executor.submit(run_study_task, job, target, options, resume_info(job))
+
+    def on_done(job, result, error) -> None:
+        if error is not None:
+            outcome = StudyOutcome(job.source, None, "worker error",
+                                   f"{job.source}: the worker running this study failed ({type(error).__name__}: {error})",
+                                   where=job.source)
+            record = {"inputs": {}, "outputs": {}, "timings": {}, "worker": {}, "skipped": False}
+        else:
+            outcome = result.outcome
+            record = {"inputs": result.inputs, "outputs": result.outputs, "timings": result.timings,
+                      "worker": result.worker, "skipped": result.skipped}
+        outcomes[job.number] = outcome
+        state["committed"] = state["committed"] or outcome.status == "ok"
+        ledger.append({"kind": "study", "key": study_key(job), "number": job.number, "source": job.source,
+                       "output": job.rel, "written": outcome.status == "ok", "options": fingerprint,
+                       "status": outcome.status, "error": outcome.message if outcome.status != "ok" else "",
+                       "where": outcome.where, **record})
+        counts["skipped"] += bool(record["skipped"])
+        counts["ok" if outcome.status == "ok" else "failed"] += 1
+        if progress:
+            done = counts["ok"] + counts["failed"]
+            resumed = f", {counts['skipped']} from the earlier run" if counts["skipped"] else ""
+            progress(done, total, f"{counts['ok']} ok, {counts['failed']} failed, {total - done} left{resumed}")
+
+    run_study_tasks(jobs, submit, on_done, jobs=cohort.jobs, scheduler=cohort.scheduler, on_submit=on_submit)
+    return list(outcomes)
 
 
 def _restore_map(map_path: Path, before: bytes) -> None:
