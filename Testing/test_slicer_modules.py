@@ -744,19 +744,18 @@ def test_cancelled_export_leaves_no_output(tmp_path):
 
     from DefaceRTLib import synthetic
 
-    source = synthetic.write_patient(synthetic.make_patient(seed=2, size=96, slices=48, slice_thickness=3.0), tmp_path / "in")
+    source = synthetic.write_patient(synthetic.make_patient(seed=2, size=256, slices=64, slice_thickness=3.0), tmp_path / "in")
     output = tmp_path / "out"
     command = jobs.libraryCommand(["deface", str(source), str(output), "--no-qa-figure"], "export")
-    process = subprocess.Popen([command.program, *command.args], env=command.environment(), stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen([command.program, *command.args], env=command.environment(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for line in process.stderr:  # wait until it is writing
-            progress = jobs.parseProgress(line)
-            if progress and list(tmp_path.glob(".out.partial-*")):
-                break
-            if progress is None and "error" in line:
-                raise AssertionError(line)
-        else:
-            pytest.skip("the export finished before it could be cancelled")
+        # cancel as soon as the study is being written (its staging folder exists)
+        deadline = time.monotonic() + 300
+        while not list(tmp_path.glob(".out.partial-*/*")):
+            assert process.poll() is None, "the export ended before it wrote anything to cancel"
+            assert time.monotonic() < deadline, "the export did not start writing"
+            time.sleep(0.005)
         process.kill()
         process.wait(timeout=60)
     finally:
@@ -766,3 +765,19 @@ def test_cancelled_export_leaves_no_output(tmp_path):
     assert list(tmp_path.glob(".out.partial-*")), "nothing partial to clean up?"
     assert jobs.removePartialOutput(output)
     assert not output.exists() and not list(tmp_path.glob(".out.partial-*"))
+
+
+def test_remove_partial_output_also_removes_qa_staging(tmp_path):
+    """A cancelled job's QA staging folders (they show the original face) go
+    too, the default and a chosen QA folder; other folders stay."""
+    from DefaceRTSlicerLib import jobs
+
+    output = tmp_path / "out"
+    staged = [tmp_path / ".out.partial-1", tmp_path / ".out-qa.partial-2", tmp_path / "qa" / ".mine.partial-3"]
+    keep = [tmp_path / "out-qa", tmp_path / ".other.partial-4"]
+    for d in staged + keep:
+        d.mkdir(parents=True)
+        (d / "deface_qa.png").write_bytes(b"face")
+    removed = jobs.removePartialOutput(output) + jobs.removePartialOutput(output, tmp_path / "qa" / "mine")
+    assert sorted(removed) == sorted(str(d) for d in staged)
+    assert not any(d.exists() for d in staged) and all(d.exists() for d in keep)

@@ -80,16 +80,15 @@ def libraryCommand(args: List[str], description: str = "", secret: Optional[str]
     )
 
 
-def removePartialOutput(output) -> List[str]:
-    """After a cancelled (killed) job: remove the temporary ``.NAME.partial-*``
-    folders the library writes beside ``output`` before renaming them into
-    place (``DefaceRTLib.study.atomic_output``). Returns what was removed."""
+def removePartialOutput(output, qaFolder=None) -> List[str]:
+    """After a cancelled (killed) job: remove the staging folders the library
+    left beside ``output`` and beside its QA folder (``qaFolder``, by default
+    ``OUTPUT-qa``: partial QA folders show the original face), as the next run
+    would (:func:`DefaceRTLib.study.remove_stale_partials`). Returns what was removed."""
+    from DefaceRTLib.study import remove_stale_partials
+
     output = os.path.abspath(str(output))
-    parent, name = os.path.dirname(output), os.path.basename(output)
-    removed = []
-    if os.path.isdir(parent):
-        for entry in sorted(os.listdir(parent)):
-            if entry.startswith(f".{name}.partial-"):
-                shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
-                removed.append(os.path.join(parent, entry))
-    return removed
+    roots = [output, os.path.abspath(str(qaFolder)) if qaFolder else output + "-qa"]
+    return [str(p) for root in roots for p in remove_stale_partials(root)]
+
+
