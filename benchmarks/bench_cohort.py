@@ -8,7 +8,7 @@ minute) and the workers' peak resident memory (read from the run ledger, where e
 ``ru_maxrss``); then the ratio of the throughputs and the projected time of the published 829-scan cohort at the
 measured throughput. It also checks that both runs wrote byte-identical DICOM and masks (``--salt``).
 
-    python benchmarks/bench_cohort.py [--patients 40] [--size 128] [--slices 60] [--jobs 2]
+    python benchmarks/bench_cohort.py [--patients 40] [--size 128] [--slices 60] [--jobs 2] [--repeats 1]
 
 Target (issue 15): ``--jobs 2`` at least 1.8x the throughput of ``--jobs 1`` on a 2-core machine.
 """
@@ -58,7 +58,8 @@ def _run(tree: Path, out: Path, jobs: int) -> dict:
     workers = {r.get("worker", {}).get("pid") for r in done}
     return {"jobs": jobs, "wall_s": wall, "studies": len(done), "ok": len(ok), "workers": len(workers),
             "peak_rss_mb": max(peaks) if peaks else float("nan"),
-            "per_study_s": sum(r.get("timings", {}).get("total_s", 0.0) for r in done) / max(1, len(done))}
+            "per_study_s": sum(r.get("timings", {}).get("total_s", 0.0) for r in done) / max(1, len(done)),
+            "cpu_s": sum(r.get("timings", {}).get("cpu_s", 0.0) for r in done) / max(1, len(done))}
 
 
 def main() -> int:
@@ -69,6 +70,7 @@ def main() -> int:
     parser.add_argument("--slice-thickness", type=float, default=5.0)
     parser.add_argument("--jobs", type=int, default=2, help="worker processes of the parallel run (default 2)")
     parser.add_argument("--keep", type=Path, help="keep the tree and outputs in this (new) folder")
+    parser.add_argument("--repeats", type=int, default=1, help="alternate --jobs 1 / --jobs N this many times; best of each")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench_cohort_")) if args.keep is None else args.keep
     work.mkdir(parents=True, exist_ok=True)
@@ -78,11 +80,19 @@ def main() -> int:
                                  slices=args.slices, slice_thickness=args.slice_thickness)
         print(f"generated {tree.n_patients} synthetic patients ({args.size} x {args.size} x {args.slices}, "
               f"mixed orientations and naming) in {time.perf_counter() - t:.1f} s; {os.cpu_count()} cores")
-        runs = [_run(work / "tree", work / f"out_jobs{j}", j) for j in (1, args.jobs)]
+        # alternated, best of each: other programs on the machine slow one run more than the other
+        best: dict = {}
+        for n in range(args.repeats):
+            for j in (1, args.jobs):
+                out = work / f"out_jobs{j}_{n}"
+                r = _run(work / "tree", out, j)
+                if j not in best or r["wall_s"] < best[j]["wall_s"]:
+                    best[j] = dict(r, out=out)
+        runs = [best[1], best[args.jobs]]
         for r in runs:
             rate = r["ok"] / r["wall_s"] * 60.0
             print(f"--jobs {r['jobs']}: {r['ok']}/{r['studies']} studies written and verified in {r['wall_s']:.1f} s "
-                  f"({rate:.1f} studies/min, {r['per_study_s']:.2f} s per study in a worker) by {r['workers']} "
+                  f"({rate:.1f} studies/min; per study in a worker {r['per_study_s']:.2f} s wall, {r['cpu_s']:.2f} s CPU) by {r['workers']} "
                   f"process(es); peak RSS per worker {r['peak_rss_mb']:.0f} MB")
             r["rate"] = rate
         ratio = runs[1]["rate"] / runs[0]["rate"]
@@ -90,7 +100,7 @@ def main() -> int:
         for r in runs:
             hours = COHORT / r["rate"] / 60.0
             print(f"projected time for {COHORT} scans of this size at --jobs {r['jobs']}: {hours * 60:.0f} min ({hours:.2f} h)")
-        same = _digest(work / "out_jobs1") == _digest(work / f"out_jobs{args.jobs}")
+        same = _digest(runs[0]["out"]) == _digest(runs[1]["out"])
         print(f"outputs of --jobs 1 and --jobs {args.jobs} byte-identical (DICOM and masks): {same}")
         return 0 if same else 1
     finally:

@@ -268,7 +268,7 @@ def run_study_task(job, target, options, resume: Optional[ResumeInfo] = None) ->
     from .pipeline import StudyOutcome
     from .tree import deface_study_job, study_files
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     result = TaskResult(outcome=None)
     result.worker = {"pid": os.getpid(), "host": _hostname()}
     try:
@@ -304,6 +304,7 @@ def run_study_task(job, target, options, resume: Optional[ResumeInfo] = None) ->
     if result.outcome.status == "ok" and not target.dry_run:
         result.outputs = folder_checksums(out_folder)
     result.timings["total_s"] = round(time.perf_counter() - t0, 4)
+    result.timings["cpu_s"] = round(time.process_time() - c0, 4)  # this worker's CPU (total_s - cpu_s: waiting)
     result.worker["peak_rss_mb"] = _peak_rss_mb()
     return result
 
