@@ -230,6 +230,13 @@ def encode(ds: Dataset, finalize: Optional[Callable[[Dataset], None]] = None) ->
     if finalize is not None:
         finalize(ds)
     prepare_for_writing(ds)
+    lean = _encode_lean(ds)
+    if lean is not None:
+        return lean
+    return _encode_pydicom(ds)
+
+
+def _encode_pydicom(ds: Dataset) -> bytes:
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -238,6 +245,70 @@ def encode(ds: Dataset, finalize: Optional[Callable[[Dataset], None]] = None) ->
         else:
             pydicom.dcmwrite(buffer, ds, write_like_original=False)
     return buffer.getvalue()
+
+
+def _encode_lean(ds: Dataset) -> Optional[bytes]:
+    """What ``pydicom.dcmwrite(..., enforce_file_format=True)`` writes for an
+    explicit VR little endian dataset read from such a file (pydicom 3), with
+    its undecoded elements copied as they are without pydicom's per-element
+    buffers: a CT slice header is mostly undecoded elements, and pydicom's
+    writer costs more than encoding the rest. Decoded elements, and anything
+    unusual, are written by pydicom's own ``write_data_element``. None when
+    the dataset is not such a case (the caller then uses ``dcmwrite``).
+    ``Testing/test_dicom_compat.py`` checks the bytes are pydicom's."""
+    import copy
+    import struct
+
+    if PYDICOM_MAJOR < 3:
+        return None
+    from pydicom.dataelem import RawDataElement
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import validate_file_meta, write_data_element, write_file_meta_info
+    from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
+
+    meta = getattr(ds, "file_meta", None)
+    if meta is None or str(meta.get("TransferSyntaxUID", "")) != ExplicitVRLittleEndian:
+        return None
+    if ds.original_encoding != (False, True) or ds.original_character_set != ds._character_set:
+        return None  # pydicom would re-encode (correct_ambiguous_vr): leave it to pydicom
+    if any(tag >> 16 in (0, 2) for tag in ds._dict):
+        return None
+    preamble = getattr(ds, "preamble", None)
+    if preamble and len(preamble) != 128:
+        return None
+    meta = copy.deepcopy(meta)
+    if ds.get("SOPClassUID", None) and ds.SOPClassUID != meta.get("MediaStorageSOPClassUID", None):
+        return None  # prepare_for_writing set them: anything else is left to pydicom
+    if ds.get("SOPInstanceUID", None) and ds.SOPInstanceUID != meta.get("MediaStorageSOPInstanceUID", None):
+        return None
+    validate_file_meta(meta, enforce_standard=True)
+    if "PixelData" in ds:
+        ds["PixelData"].is_undefined_length = False  # native pixel data (as dcmwrite sets it)
+    fp = DicomBytesIO()
+    fp.is_implicit_VR, fp.is_little_endian = False, True
+    fp.write(preamble or b"\x00" * 128)
+    fp.write(b"DICM")
+    write_file_meta_info(fp, meta, enforce_standard=True)
+    encodings = ds.get("SpecificCharacterSet", "iso8859")
+    pack_short, pack_long = struct.Struct("<HH2sH").pack, struct.Struct("<HH2sHI").pack
+    for tag in sorted(ds._dict):
+        if tag & 0xFFFF == 0 and tag >> 16 > 6:
+            continue  # retired group lengths are not written
+        elem = ds.get_item(tag)
+        value = elem.value if isinstance(elem, RawDataElement) else None
+        vr = elem.VR
+        if (isinstance(value, bytes) and isinstance(vr, str) and len(vr) == 2 and elem.length != 0xFFFFFFFF
+                and elem.is_little_endian and not elem.is_implicit_VR):
+            if vr in EXPLICIT_VR_LENGTH_32:
+                fp.write(pack_long(tag >> 16, tag & 0xFFFF, vr.encode("ascii"), 0, len(value)))
+                fp.write(value)
+                continue
+            if len(value) <= 0xFFFF:
+                fp.write(pack_short(tag >> 16, tag & 0xFFFF, vr.encode("ascii"), len(value)))
+                fp.write(value)
+                continue
+        write_data_element(fp, elem, encodings)
+    return fp.getvalue()
 
 
 def save(ds: Dataset, path: Union[str, Path], finalize: Optional[Callable[[Dataset], None]] = None) -> Path:
