@@ -90,7 +90,7 @@ def stencil_kept_mask(
     interpolation stencil reaches a kept structure (module docstring)."""
     import shapely
 
-    from .structures import even_odd_union
+    from .structures import even_odd_union, polygons_of_rings
 
     if z_axis is None:
         z_axis, _ = geometry.index_axis_of((0.0, 0.0, 1.0))
@@ -109,13 +109,12 @@ def stencil_kept_mask(
     # only rings that come within ``margin`` of the box's voxel centres can
     # change the grown area there (the even-odd area restricted to the box
     # grown by ``margin`` is that of those rings alone)
-    near_lo = np.array([u[0], v[0]]) - margin if u.size and v.size else None
-    near_hi = np.array([u[-1], v[-1]]) + margin if u.size and v.size else None
-    if near_lo is None:
+    if not (u.size and v.size):
         return kept
-    jobs: List[Tuple[np.ndarray, int]] = []  # (frames, group) per plane that can reach the box
-    coords: List[np.ndarray] = []
-    groups: List[int] = []
+    near_lo = np.array([u[0], v[0]]) - margin
+    near_hi = np.array([u[-1], v[-1]]) + margin
+    frames_of: List[np.ndarray] = []  # per contour plane that can reach the box: its dose frames
+    rings_of: List[List[np.ndarray]] = []  # and its rings near the box (index units, in-plane axes)
     for roi in kept_rois:
         planes = _planes(roi)
         h = _half_slab_mm(list(planes), 0.5 * dz)
@@ -131,22 +130,16 @@ def stencil_kept_mask(
                 part for part in np.split(idx, ends[:-1])
                 if np.all(part.min(axis=0) <= near_hi) and np.all(part.max(axis=0) >= near_lo)
             ]
-            if not near:
-                continue
-            coords += near
-            groups += [len(jobs)] * len(near)
-            jobs.append((frames, len(jobs)))
-    if not jobs:
+            if near:
+                frames_of.append(frames)
+                rings_of.append(near)
+    if not frames_of:
         return kept
-    sizes = np.array([len(c) for c in coords])
-    rings_ = shapely.linearrings(np.concatenate(coords), indices=np.repeat(np.arange(len(coords)), sizes))
-    polys = shapely.buffer(shapely.polygons(rings_), 0, quad_segs=16)  # each ring made valid as a polygon of its own
-    members: List[list] = [[] for _ in jobs]
-    for g, poly in zip(groups, polys):
-        members[g].append(poly)
-    areas = even_odd_union(members)
+    # each ring made valid as a polygon of its own (buffer(0), as BaseGeometry.buffer does it)
+    polys = iter(shapely.buffer(polygons_of_rings([ring for near in rings_of for ring in near]), 0, quad_segs=16))
+    areas = even_odd_union([[next(polys) for _ in near] for near in rings_of])
     grown_all = shapely.buffer(np.array(areas, dtype=object), margin, quad_segs=16)  # as BaseGeometry.buffer
-    for (frames, _), area, grown in zip(jobs, areas, grown_all):
+    for frames, area, grown in zip(frames_of, areas, grown_all):
         if area.is_empty or grown.is_empty:
             continue
         b0, b1, b2, b3 = grown.bounds

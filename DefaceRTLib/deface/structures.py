@@ -119,15 +119,20 @@ def _polygon(points: np.ndarray) -> BaseGeometry:
     return poly
 
 
+def polygons_of_rings(rings: Sequence[np.ndarray]) -> np.ndarray:
+    """One polygon per ring (an (N, 2) array of vertices), built in one
+    vectorised shapely call; not made valid (the caller chooses how)."""
+    sizes = np.array([len(r) for r in rings])
+    coords = np.concatenate(rings)
+    return shapely.polygons(shapely.linearrings(coords, indices=np.repeat(np.arange(len(rings)), sizes)))
+
+
 def _polygons(contours: Sequence[Contour]) -> List[BaseGeometry]:
     """The polygons of closed planar contours, built in one vectorised call
     (invalid ones, e.g. self-touching, made valid as by :func:`_polygon`)."""
     if not contours:
         return []
-    sizes = np.array([len(c.points) for c in contours])
-    coords = np.concatenate([c.points[:, :2] for c in contours])
-    rings = shapely.linearrings(coords, indices=np.repeat(np.arange(len(contours)), sizes))
-    polys = shapely.polygons(rings)
+    polys = polygons_of_rings([c.points[:, :2] for c in contours])
     bad = np.flatnonzero(~shapely.is_valid(polys))
     if bad.size:
         polys[bad] = shapely.make_valid(polys[bad])
