@@ -146,14 +146,19 @@ def element_key(elem):
     if elem.VR == "SQ":  # read as items of (mostly undecoded) elements: compare them
         items = []
         for item in value or []:
-            keys = tuple((tag, element_key(e)) for tag, e in sorted(undecoded_elements(item).items()))
-            if any(k is None for _, k in keys):
+            keys = element_keys(item)
+            if any(k is None for k in keys.values()):
                 return None
-            items.append(keys)
+            items.append(tuple(sorted(keys.items())))
         return ("items", tuple(items))
     if isinstance(value, (list, MultiValue)):
         value = tuple(value)
     return ("value", elem.VR, value)
+
+
+def element_keys(ds: Dataset) -> dict:
+    """``{tag (int): element_key(element)}`` of ``ds``'s top level (see :func:`element_key`)."""
+    return {tag: element_key(elem) for tag, elem in undecoded_elements(ds).items()}
 
 
 def adopt_encoding(item: Dataset, parent: Dataset) -> None:

@@ -388,10 +388,11 @@ def _deidentification_messages(datasets, strings, ss_out, series: bool = False):
     scrub = identifying_text_matcher(strings)  # built once for every header below
     msgs: List[str] = []
     first = datasets[0] if series and datasets else None
+    first_keys = dicom_compat.element_keys(first) if first is not None else None
     for ds in datasets:
         skip = _codec_checked(ds, ss_out, scrub, msgs)
         if first is not None and ds is not first:
-            skip = skip + _same_as(ds, first)  # checked on the first slice
+            skip = skip + _same_as(ds, first_keys)  # checked on the first slice
         if str(getattr(ds, "PatientIdentityRemoved", "")) != "YES":
             msgs.append(f"{ds.Modality}: PatientIdentityRemoved is not YES")
         private = [int(tag) for tag in _all_tags(ds, skip) if tag.is_private]
@@ -421,21 +422,18 @@ def _codec_checked(ds, ss_out, scrub, msgs) -> tuple:
     return (0x30060039,)
 
 
-def _same_as(ds, reference) -> tuple:
-    """Top-level tags of ``ds`` whose element is the same as ``reference``'s:
+def _same_as(ds, reference_keys: dict) -> tuple:
+    """Top-level tags of ``ds`` whose element is the same as the reference
+    dataset's (``reference_keys``: its :func:`DefaceRTLib.dicom_compat.element_keys`):
     identical encoded bytes (or, once decoded, identical VR and value), with
-    the same Specific Character Set. Checking them on ``reference`` checks
+    the same Specific Character Set. Checking them on the reference checks
     them here: the slices of a series share most of their header, and
     decoding each slice's copy is most of the time of the check."""
-    mine, theirs = dicom_compat.undecoded_elements(ds), dicom_compat.undecoded_elements(reference)
-    if dicom_compat.element_key(mine.get(0x00080005)) != dicom_compat.element_key(theirs.get(0x00080005)):
+    mine = dicom_compat.element_keys(ds)
+    charset = 0x00080005
+    if mine.get(charset, ("absent",)) != reference_keys.get(charset, ("absent",)):
         return ()
-    same = []
-    for tag, elem in mine.items():
-        key = dicom_compat.element_key(elem)
-        if key is not None and key == dicom_compat.element_key(theirs.get(tag)):
-            same.append(tag)
-    return tuple(same)
+    return tuple(tag for tag, key in mine.items() if key is not None and key == reference_keys.get(tag, ("absent",)))
 
 
 def _all_tags(ds, skip=()):
