@@ -207,6 +207,10 @@ def _check_dose_in_kept(report, tag: str, orig: DoseVolume, out: DoseVolume, m, 
     if np.any(hi <= lo):
         report.add(f"{tag}_in_kept_rois", True, "the removed dose is outside the image")
         return
+    lo, hi = _kept_roi_box(kept_rois, image_geometry, lo, hi)
+    if lo is None:
+        report.add(f"{tag}_in_kept_rois", True, "no kept ROI near the removed dose")
+        return
     sub = image_geometry.crop(lo, hi)
     # linear interpolation is linear: interpolating |written - input| once bounds the change of the
     # interpolated dose at every point (equal to it when the dose only decreased, as defacing does)
@@ -226,6 +230,26 @@ def _check_dose_in_kept(report, tag: str, orig: DoseVolume, out: DoseVolume, m, 
             bad.append(f"{roi.name}: {n} image voxels, up to {worst:.4g} {out.units}")
     detail = "; ".join(bad) if bad else f"{checked} image voxels of kept ROIs near the removed dose: interpolated dose identical"
     report.add(f"{tag}_in_kept_rois", not bad, detail)
+
+
+def _kept_roi_box(kept_rois, geometry, lo: np.ndarray, hi: np.ndarray):
+    """The index box (i, j, k; ``lo <= index < hi``) within ``lo, hi`` that
+    holds every voxel centre of ``geometry`` a kept ROI can contain: the box
+    of each ROI's contour points grown by one voxel (and one more at the
+    top), intersected with ``lo, hi``, and their union. (None, None) when no
+    ROI reaches into ``lo, hi``."""
+    boxes = []
+    for roi in kept_rois:
+        if not roi.closed_contours:
+            continue
+        idx = geometry.lps_to_index(np.concatenate([np.asarray(c.points, float) for c in roi.closed_contours]))
+        b_lo = np.maximum(lo, np.floor(idx.min(axis=0)).astype(int) - 1)
+        b_hi = np.minimum(hi, np.ceil(idx.max(axis=0)).astype(int) + 2)
+        if np.all(b_hi > b_lo):
+            boxes.append((b_lo, b_hi))
+    if not boxes:
+        return None, None
+    return np.min([b[0] for b in boxes], axis=0), np.max([b[1] for b in boxes], axis=0)
 
 
 def _check_image(report, tag: str, image: ImageSeries, orig: ImageVolume, region, kept_rois):
