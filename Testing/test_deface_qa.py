@@ -123,3 +123,41 @@ def test_face_qa_modes(tmp_path, result, monkeypatch):
 
         monkeypatch.setattr(qa, "_face_renders_and_check", broken)
         assert qa.face_qa(result, tmp_path, "auto") == {"renders": None, "error": "face QA failed: no surface"}
+
+
+@pytest.mark.parametrize("direction", [
+    ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)),
+    ((0.0, -1.0, 0.0), (1.0, 0.0, 0.0), (0.0, 0.0, -1.0)),  # i along -y, j along x, k along -z
+    ((0.0, 0.0, 1.0), (-1.0, 0.0, 0.0), (0.0, 1.0, 0.0)),
+])
+def test_dose_on_plane_is_the_nearest_dose_voxel(direction):
+    """The per-axis lookup of the QA figure's dose (dose grids along the LPS
+    axes, in any order and sense) gives the nearest dose voxel of every CT
+    view pixel, as the point-by-point lookup does; 0 outside the dose grid."""
+    from DefaceRTLib.deface.qa import _VIEWS, _dose_on_plane
+    from DefaceRTLib.geometry import ImageGeometry
+    from DefaceRTLib.rtdose import DoseVolume
+
+    ct = ImageGeometry((40, 36, 20), (2.0, 2.0, 3.0), (-40.0, -30.0, -25.0))
+    dg = ImageGeometry((13, 11, 9), (2.5, 3.0, 2.0), (-11.0, 7.0, 4.0), np.array(direction).T)
+    rng = np.random.default_rng(0)
+    dose = DoseVolume(rng.random(dg.shape) + 1.0, dg)
+    centre = dg.index_to_lps(np.array([6.0, 5.0, 4.0]))
+    for axis in (0, 1, 2):
+        for coord in (-3.0, float(centre[axis]) + 0.3, 60.0):
+            got = _dose_on_plane(dose, ct, axis, coord)
+            row_ax, col_ax, flip = _VIEWS[axis]
+            rc = np.sort(ct.patient_axis_coordinates(row_ax))
+            cc = np.sort(ct.patient_axis_coordinates(col_ax))
+            want = np.zeros((len(rc), len(cc)))
+            for r, y in enumerate(rc):
+                for c, x in enumerate(cc):
+                    p = np.zeros(3)
+                    p[row_ax], p[col_ax], p[axis] = y, x, coord
+                    i, j, k = np.rint(dg.lps_to_index(p)).astype(int)
+                    if 0 <= i < dg.size[0] and 0 <= j < dg.size[1] and 0 <= k < dg.size[2]:
+                        want[r, c] = dose.array[k, j, i]
+            want = want[::-1] if flip else want
+            np.testing.assert_array_equal(got, want)
+            if coord == float(centre[axis]) + 0.3:
+                assert got.any()
