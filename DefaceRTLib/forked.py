@@ -18,6 +18,11 @@ than one Python thread (a Dask worker, a GUI), in a process that imported Qt
 or Slicer, or when the environment variable ``DEFACERT_NO_FORK`` is set.
 The child dies with the parent (Linux ``PR_SET_PDEATHSIG``): a killed run
 leaves no process drawing into its stale partial folders.
+
+:class:`PreparedCall` forks earlier, before the data exist: its child
+imports what it will need (matplotlib) while the study is read and defaced,
+then receives its arguments (the few MB the QA files show, pickled) and
+makes the call; the import is then off the critical path.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence, Tuple
 
 #: modules whose presence means this may be a GUI process, where forking is not safe
 _GUI_MODULES = ("qt", "PythonQt", "slicer", "PyQt5", "PySide2", "PySide6", "ctk")
@@ -55,45 +60,53 @@ def _die_with_parent() -> None:
         pass
 
 
-class ForkedCall:
-    """``fn(*args, **kwargs)``, in a forked child when :func:`fork_is_safe`.
+class _Child:
+    """What :class:`ForkedCall` and :class:`PreparedCall` share: the child's
+    pid and the pipe its outcome comes back through, or the outcome itself
+    when it ran in the caller."""
 
-    :meth:`result` waits for it and returns its value, or raises its
-    exception in the caller (re-created when it can be pickled, else as
-    ``RuntimeError`` with its text). :meth:`cancel` kills the child. Either
-    must be called once; ``seconds`` is then the function's own run time.
-    """
+    forked: bool = False
 
-    def __init__(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-        self.forked = fork_is_safe()
+    def __init__(self) -> None:
         self.seconds = 0.0
         self._pid: Optional[int] = None
         self._read_fd: Optional[int] = None
         self._value: Any = None
         self._error: Optional[BaseException] = None
-        if not self.forked:
-            t = time.perf_counter()
-            try:
-                self._value = fn(*args, **kwargs)
-            except Exception as exc:
-                self._error = exc
-            self.seconds = time.perf_counter() - t
-            return
+
+    def _run_here(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
+        t = time.perf_counter()
+        try:
+            self._value = fn(*args, **kwargs)
+        except Exception as exc:
+            self._error = exc
+        self.seconds = time.perf_counter() - t
+
+    def _fork(self, child: Callable[[], Tuple[Callable[..., Any], tuple, dict]], close_in_child: Sequence[int] = ()) -> None:
+        """Fork; the child calls ``child()`` for the call to make, makes it and
+        sends its outcome back (then exits: it never returns here)."""
         r, w = os.pipe()
         parent = os.getpid()
         pid = os.fork()
-        if pid == 0:  # the child: never returns
+        if pid == 0:
             status = 1
             try:
                 os.close(r)
+                for fd in close_in_child:
+                    os.close(fd)
                 _die_with_parent()
                 if os.getppid() != parent:
                     os._exit(1)
-                t = time.perf_counter()
                 try:
-                    payload = ("ok", fn(*args, **kwargs), time.perf_counter() - t)
-                except BaseException as exc:
-                    payload = ("error", _picklable(exc), time.perf_counter() - t)
+                    fn, args, kwargs = child()
+                except BaseException as exc:  # preparing failed: that is the call's outcome
+                    payload = ("error", _picklable(exc), 0.0)
+                else:
+                    t = time.perf_counter()
+                    try:
+                        payload = ("ok", fn(*args, **kwargs), time.perf_counter() - t)
+                    except BaseException as exc:
+                        payload = ("error", _picklable(exc), time.perf_counter() - t)
                 data = pickle.dumps(payload)
                 with os.fdopen(w, "wb") as f:
                     f.write(data)
@@ -134,6 +147,99 @@ class ForkedCall:
         self._value, self._error = None, None
 
 
+class ForkedCall(_Child):
+    """``fn(*args, **kwargs)``, in a forked child when :func:`fork_is_safe`.
+
+    :meth:`result` waits for it and returns its value, or raises its
+    exception in the caller (re-created when it can be pickled, else as
+    ``RuntimeError`` with its text). :meth:`cancel` kills the child. Either
+    must be called once; ``seconds`` is then the function's own run time.
+    """
+
+    def __init__(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        super().__init__()
+        self.forked = fork_is_safe()
+        if self.forked:
+            self._fork(lambda: (fn, args, kwargs))
+        else:
+            self._run_here(fn, args, kwargs)
+
+
+class PreparedCall(_Child):
+    """A child forked now, before the data of its call exist: it runs
+    ``prepare()`` at once (imports, on an otherwise idle core) and then
+    waits for the one call :meth:`call` sends it.
+
+    The call's function and arguments are pickled (keep them small: a few
+    MB) into an unnamed temporary file opened before the fork, so that
+    :meth:`call` never waits for the child to finish preparing. Where
+    :func:`fork_is_safe` is false nothing is forked and :meth:`call` runs
+    the function in the caller. :meth:`result` and :meth:`cancel` are those
+    of :class:`ForkedCall`; :meth:`cancel` also stops a child that was never
+    called.
+    """
+
+    def __init__(self, prepare: Callable[[], Any]) -> None:
+        super().__init__()
+        self.forked = fork_is_safe()
+        self._called = False
+        self._request_fd: Optional[int] = None
+        self._request_file = None
+        if not self.forked:
+            return
+        import tempfile
+
+        self._request_file = tempfile.TemporaryFile()  # unnamed, mode 0600, gone when both have closed it
+        go_r, go_w = os.pipe()
+        request_fd = self._request_file.fileno()
+
+        def child():
+            prepare()
+            size = os.read(go_r, 8)  # the request's length, once written; nothing when the parent gave up
+            if len(size) != 8:
+                os._exit(1)
+            data = os.pread(request_fd, int.from_bytes(size, "little"), 0)
+            return pickle.loads(data)
+
+        self._fork(child, close_in_child=(go_w,))
+        os.close(go_r)
+        self._request_fd = go_w
+
+    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Make the call: in the prepared child (when forked) or here, now."""
+        if self._called:
+            raise RuntimeError("a PreparedCall makes one call")
+        self._called = True
+        if not self.forked:
+            self._run_here(fn, args, kwargs)
+            return
+        data = pickle.dumps((fn, args, kwargs), protocol=pickle.HIGHEST_PROTOCOL)
+        self._request_file.write(data)
+        self._request_file.flush()
+        try:
+            os.write(self._request_fd, len(data).to_bytes(8, "little"))
+        except BrokenPipeError:
+            pass  # the child has ended (preparing failed): result() reports why
+        self._close_request()
+
+    def result(self) -> Any:
+        if not self._called:
+            raise RuntimeError("PreparedCall.result() before call()")
+        return super().result()
+
+    def cancel(self) -> None:
+        self._close_request()
+        super().cancel()
+
+    def _close_request(self) -> None:
+        if self._request_fd is not None:
+            os.close(self._request_fd)
+            self._request_fd = None
+        if self._request_file is not None:
+            self._request_file.close()
+            self._request_file = None
+
+
 def _picklable(exc: BaseException) -> BaseException:
     try:
         pickle.loads(pickle.dumps(exc))
@@ -142,4 +248,4 @@ def _picklable(exc: BaseException) -> BaseException:
         return RuntimeError(f"{type(exc).__name__}: {exc}")
 
 
-__all__ = ["ForkedCall", "fork_is_safe"]
+__all__ = ["ForkedCall", "PreparedCall", "fork_is_safe"]

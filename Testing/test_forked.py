@@ -88,6 +88,76 @@ def test_no_fork_runs_in_the_caller_with_the_same_results():
     assert out["unpicklable"][0] == "Unpicklable"  # raised as it is, in the caller
 
 
+PREPARED = """
+    import json, os, time
+    import numpy as np
+    from DefaceRTLib.forked import PreparedCall
+
+    state = {}
+
+    def prepare():
+        time.sleep(1.0)  # as importing matplotlib would
+        state["prepared_in"] = os.getpid()
+
+    def prepare_fails():
+        raise ImportError("no matplotlib here")
+
+    def work(array, factor=1):
+        return os.getpid(), state.get("prepared_in"), float(array.sum()) * factor
+
+    def fails(array):
+        raise ValueError("bad views")
+
+    out = {}
+    big = np.arange(2_500_000, dtype=np.float64)  # 20 MB of arguments
+    call = PreparedCall(prepare)
+    t = time.perf_counter()
+    call.call(work, big, factor=2)
+    out["call_s"] = time.perf_counter() - t
+    pid, prepared_in, total = call.result()
+    out["forked"], out["other_pid"] = call.forked, pid != os.getpid()
+    out["prepared_same_process"], out["total"] = prepared_in == pid, total
+    call = PreparedCall(prepare)
+    call.call(fails, big)
+    try:
+        call.result()
+    except Exception as exc:
+        out["error"] = [type(exc).__name__, str(exc)]
+    call = PreparedCall(prepare_fails)
+    try:
+        call.call(work, big)
+        call.result()
+        out["prepare_failed"] = None
+    except Exception as exc:
+        out["prepare_failed"] = [type(exc).__name__, str(exc)]
+    t = time.perf_counter()
+    idle = PreparedCall(lambda: time.sleep(30))
+    pid = idle._pid
+    idle.cancel()
+    out["cancel_s"] = time.perf_counter() - t
+    out["cancelled_gone"] = pid is None or not os.path.exists(f"/proc/{pid}")
+    print(json.dumps(out))
+"""
+
+
+def test_prepared_call_prepares_while_the_caller_works_then_makes_the_call():
+    out = _python(PREPARED)
+    assert out["forked"] and out["other_pid"] and out["prepared_same_process"]
+    assert out["total"] == 2 * float(sum(range(2_500_000)))
+    assert out["call_s"] < 0.5  # the call never waits for the child to finish preparing
+    assert out["error"] == ["ValueError", "bad views"]
+    assert out["prepare_failed"] == ["ImportError", "no matplotlib here"]
+    assert out["cancel_s"] < 10 and out["cancelled_gone"]
+
+
+def test_prepared_call_without_fork_runs_in_the_caller():
+    out = _python(PREPARED, {"DEFACERT_NO_FORK": "1"})
+    assert not out["forked"] and not out["other_pid"] and not out["prepared_same_process"]
+    assert out["total"] == 2 * float(sum(range(2_500_000)))
+    assert out["error"] == ["ValueError", "bad views"]
+    assert out["prepare_failed"] is None  # nothing is prepared in the caller
+
+
 def test_no_fork_with_another_python_thread():
     out = _python("""
         import json, threading, time
@@ -113,7 +183,7 @@ def test_cli_output_identical_with_and_without_fork(tmp_path):
 
     src = tmp_path / "in"
     write_patient(make_patient(seed=3), src)
-    digests, summaries = {}, {}
+    digests, summaries, qa_digests = {}, {}, {}
     for mode, env in (("fork", {}), ("no-fork", {"DEFACERT_NO_FORK": "1"})):
         out = tmp_path / mode
         environment = dict(os.environ, PYTHONPATH=str(REPO), **env)
@@ -127,7 +197,10 @@ def test_cli_output_identical_with_and_without_fork(tmp_path):
         summaries[mode] = json.loads(next(out.rglob("deface_summary.json")).read_text())
         digests[mode] = _tree_digest(out)
         assert (tmp_path / f"{mode}-qa" / "deface_qa.png").stat().st_size > 10000
+        qa_digests[mode] = {name: hashlib.sha256((tmp_path / f"{mode}-qa" / name).read_bytes()).hexdigest()
+                            for name in ("deface_qa.png", "thumb_before.png", "thumb_after.png", "qa.json")}
     assert digests["fork"] == digests["no-fork"]
+    assert qa_digests["fork"] == qa_digests["no-fork"]  # drawn by the prepared child from the views, or here
     for mode in summaries:
         assert summaries[mode]["verification"]["passed"], summaries[mode]["verification"]
         assert "qa_wait_s" in summaries[mode]["timings_s"]

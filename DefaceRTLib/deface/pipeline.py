@@ -338,17 +338,42 @@ def write_result(
     return written
 
 
-def _start_qa(result: DefaceResult, options: DefaceOptions, qa_file: Optional[Path]):
+def _start_qa(result: DefaceResult, options: DefaceOptions, qa_file: Optional[Path], prepared=None):
     """The study's QA files, drawn in a forked child process alongside the
     DICOM write and the verification (:class:`DefaceRTLib.forked.ForkedCall`;
-    in this process where forking is not safe). None when no QA is wanted."""
+    in this process where forking is not safe). None when no QA is wanted.
+
+    ``prepared`` (from :func:`prepare_qa`) is a child that imported the
+    drawing libraries while the study was read and defaced: without face QA
+    it draws from the result's :class:`~.qa.QAViews`, sent to it; else it is
+    stopped and the QA is drawn as above."""
     if not options.write_qa_figure or qa_file is None:
+        if prepared is not None:
+            prepared.cancel()
         return None
     from ..forked import ForkedCall
-    from .qa import write_study_qa
+    from .qa import qa_views, write_qa_views, write_study_qa
 
     title = str(result.original.source) if result.original.source else None
+    if prepared is not None and options.qa_face == "off":
+        prepared.call(write_qa_views, qa_views(result), qa_file.parent, qa_file.name, title)
+        return prepared
+    if prepared is not None:
+        prepared.cancel()
     return ForkedCall(write_study_qa, result, qa_file.parent, qa_file.name, options.qa_face, title)
+
+
+def prepare_qa(options: DefaceOptions):
+    """A child process that imports the QA drawing libraries now, to draw a
+    study's QA files once it is defaced (:func:`_start_qa`); None when no
+    QA figure is wanted, it would need the whole result (face QA) or
+    forking is not safe here. Whoever gets one must pass it on or cancel it."""
+    from ..forked import PreparedCall, fork_is_safe
+    from .qa import prepare_qa_drawing
+
+    if not options.write_qa_figure or options.qa_face != "off" or not fork_is_safe():
+        return None
+    return PreparedCall(prepare_qa_drawing)
 
 
 def _finish_qa(result: DefaceResult, qa_job) -> List[Path]:
@@ -363,10 +388,10 @@ def _finish_qa(result: DefaceResult, qa_job) -> List[Path]:
     return paths
 
 
-def _write_result(result, folder, options, uid_map, finalize, qa_file):
+def _write_result(result, folder, options, uid_map, finalize, qa_file, prepared_qa=None):
     """:func:`write_result` without waiting for the QA files: returns
     (written files, the QA job or None)."""
-    qa_job = _start_qa(result, options, qa_file)
+    qa_job = _start_qa(result, options, qa_file, prepared_qa)
     try:
         written = _write_dicom_and_extras(result, folder, options, uid_map, finalize)
     except BaseException:
@@ -582,7 +607,8 @@ def _check_map_location(map_path: Path, output: Path, input_path: Path, what: st
         raise OutputError(f"{what} must not be written into the input folder", map_path)
 
 
-def _write_and_verify(result, study, folder, options, pseudonym, source, rel, verify_written, qa_file=None) -> StudyOutcome:
+def _write_and_verify(result, study, folder, options, pseudonym, source, rel, verify_written, qa_file=None,
+                      prepared_qa=None) -> StudyOutcome:
     from ..deidentify import SeriesDeidentifier, mark_defaced
 
     deid = options.deidentification
@@ -599,7 +625,7 @@ def _write_and_verify(result, study, folder, options, pseudonym, source, rel, ve
     uid_map = UIDMap(salt=options.uid_salt)
     t = time.perf_counter()
     # the QA files are drawn alongside the write and the verification (in a forked child where safe)
-    written, qa_job = _write_result(result, folder, options, uid_map, finalize, qa_file)
+    written, qa_job = _write_result(result, folder, options, uid_map, finalize, qa_file, prepared_qa)
     result.timings["write_s"] = time.perf_counter() - t
     try:
         t = time.perf_counter()

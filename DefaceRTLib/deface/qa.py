@@ -23,6 +23,7 @@ Text is at least :data:`MIN_FONT_PX` pixels high at the PNG's native size
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -219,41 +220,62 @@ def _roi_roles(result) -> Dict[str, str]:
     return roles
 
 
-def _draw_contours(ax, ss, axis: int, at: float, spacing_z: float, cache: Optional[dict] = None) -> List[str]:
-    """Draw a structure set's contours on one view; returns the ROI names drawn.
+@dataclass
+class ROIOutline:
+    """One ROI's closed planar contours as one array (what the QA figure draws).
 
-    Axial view: the contours of the plane shown, one line collection per ROI;
-    sagittal and coronal views: the points where the ROI's contours cross the
-    plane (:func:`_crossings_of`). ``cache`` keeps each ROI's contours as one
-    array between the views."""
-    from matplotlib.collections import LineCollection
+    ``points`` (N, 3) LPS mm of all contours one after another; contour n is
+    ``points[starts[n]:starts[n] + sizes[n]]``; ``colour`` RGB 0-1."""
 
-    drawn = []
-    if ss is None:
-        return drawn
+    name: str
+    colour: np.ndarray
+    points: np.ndarray
+    starts: np.ndarray
+    sizes: np.ndarray
+
+
+def roi_outlines(ss, cache: Optional[dict] = None) -> List[ROIOutline]:
+    """:class:`ROIOutline` of every ROI of a structure set with closed planar
+    contours (none for None). ``cache`` shares the outline of an ROI object
+    between structure sets (the ROIs defacing kept as they were)."""
     cache = {} if cache is None else cache
-    for roi in ss.rois:
+    out: List[ROIOutline] = []
+    for roi in ss.rois if ss is not None else ():
         contours = roi.closed_contours
         if not contours:
             continue
         key = (id(roi), len(contours))
         if key not in cache:
-            cache[key] = (roi, _concatenated(contours))
-        points, starts, sizes = cache[key][1]
-        colour = np.asarray(roi.color[:3], float) / 255.0
+            points, starts, sizes = _concatenated(contours)
+            cache[key] = (roi, ROIOutline(roi.name, np.asarray(roi.color[:3], float) / 255.0, points, starts, sizes))
+        out.append(cache[key][1])
+    return out
+
+
+def _draw_contours(ax, outlines: Sequence[ROIOutline], axis: int, at: float, spacing_z: float) -> List[str]:
+    """Draw ROI outlines on one view; returns the ROI names drawn.
+
+    Axial view: the contours of the plane shown, one line collection per ROI;
+    sagittal and coronal views: the points where the ROI's contours cross the
+    plane (:func:`_crossings_of`)."""
+    from matplotlib.collections import LineCollection
+
+    drawn = []
+    for roi in outlines:
+        points, starts, sizes = roi.points, roi.starts, roi.sizes
         if axis == 2:
             on_plane = np.flatnonzero(np.abs(points[starts, 2] - at) <= spacing_z / 2)  # planar: z of the first point
             if not on_plane.size:
                 continue
             lines = [np.vstack([points[starts[n]:starts[n] + sizes[n], :2], points[starts[n]:starts[n] + 1, :2]])
                      for n in on_plane]
-            ax.add_collection(LineCollection(lines, colors=[colour], linewidths=1.2))
+            ax.add_collection(LineCollection(lines, colors=[roi.colour], linewidths=1.2))
         else:
             pts = _crossings_of(points, starts, sizes, axis, at)
             if not len(pts):
                 continue
             h, v = _view_points(pts, axis)
-            ax.plot(h, v, ls="none", marker="o", ms=2.2, mew=0, color=colour)
+            ax.plot(h, v, ls="none", marker="o", ms=2.2, mew=0, color=roi.colour)
         drawn.append(roi.name)
     return drawn
 
@@ -312,8 +334,9 @@ def _cut_lines(ax, axis: int, at: float, region, xlim, ylim) -> None:
         ax.axhline(region.y_cut, **kw)
 
 
-def _titles(result, coords: Dict[int, float], shown: Dict[int, float]) -> Dict[int, str]:
-    eye = result.landmarks.eyes[0]
+def _titles(views: QAViews) -> Dict[int, str]:
+    eye = views.landmarks.eyes[0]
+    shown = {axis: v.at for axis, v in views.views.items()}
     return {
         2: f"axial, eye middle plane\nz = {shown[2]:.1f} mm",
         0: f"sagittal, {eye.name} centre\nx = {shown[0]:.1f} mm",
@@ -321,8 +344,89 @@ def _titles(result, coords: Dict[int, float], shown: Dict[int, float]) -> Dict[i
     }
 
 
+@dataclass
+class View:
+    """One plane of the QA figure: display images before and after, the
+    removed voxels, the dose before and after on the same pixels (None
+    without a dose to show), matplotlib extent (mm) and the coordinate (LPS
+    mm) of the plane shown."""
+
+    before: np.ndarray
+    after: np.ndarray
+    removed: np.ndarray
+    extent: list
+    at: float
+    dose_before: Optional[np.ndarray] = None
+    dose_after: Optional[np.ndarray] = None
+
+
+@dataclass
+class QAViews:
+    """What the QA figure and the thumbnails show of a defacing result: the
+    three planes (LPS axis 2 axial, 0 sagittal, 1 coronal), the field of
+    view, the ROI outlines before and after and the figures' numbers.
+
+    A few MB (planes, not volumes), so it can be sent to a process that
+    draws while the result is written (:func:`write_qa_views`)."""
+
+    views: Dict[int, View]
+    side: float
+    centre: Tuple[float, float, float]
+    spacing_z: float
+    landmarks: object
+    region: object
+    outlines_before: List[ROIOutline]
+    outlines_after: List[ROIOutline]
+    roles: Dict[str, str]
+    dose_max: float
+    dose_units: str
+    removed_count: int
+    removed_cc: float
+    tissue_cc: float
+
+
+def qa_views(result) -> QAViews:
+    """The :class:`QAViews` of a :class:`~.pipeline.DefaceResult`."""
+    before, after = result.original.image, result.defaced.image
+    g = before.geometry
+    lm = result.landmarks
+    eye = lm.eyes[0]
+    front = min(e.anterior_y for e in lm.eyes)
+    coords = {2: lm.middle_plane_z, 0: float(eye.centroid[0]), 1: float(front)}
+    side, centre = _result_field_of_view(result)
+    dose_b = result.original.doses[0] if result.original.doses else None
+    dose_a = result.defaced.doses[0] if result.defaced.doses else None
+    dmax = float(dose_b.array.max()) if dose_b is not None and dose_b.array.size else 0.0
+    units = (getattr(dose_b, "units", "") or "Gy") if dose_b is not None else ""
+    views = {}
+    outlines: dict = {}  # kept ROIs are the same objects before and after
+    for axis in (2, 0, 1):
+        img_b, extent, at = plane(before.array, g, axis, coords[axis])
+        img_a, _, _ = plane(after.array, g, axis, coords[axis])
+        msk, _, _ = plane(result.image_mask.mask, g, axis, coords[axis])
+        view = View(img_b, img_a, msk, extent, at)
+        if dmax > 0:
+            view.dose_before = _dose_on_plane(dose_b, g, axis, at)
+            view.dose_after = _dose_on_plane(dose_a, g, axis, at) if dose_a is not None else None
+        views[axis] = view
+    return QAViews(
+        views=views, side=side, centre=centre, spacing_z=float(g.spacing[2]), landmarks=lm, region=result.region,
+        outlines_before=roi_outlines(result.original.structure_set, outlines),
+        outlines_after=roi_outlines(result.defaced.structure_set, outlines),
+        roles=_roi_roles(result), dose_max=dmax, dose_units="Gy" if units.upper() == "GY" else units,
+        removed_count=int(result.image_mask.removed_count),
+        removed_cc=result.image_mask.removed_count * float(np.prod(g.spacing)) / 1000.0,
+        tissue_cc=removed_tissue_cc(result),
+    )
+
+
+def _views_of(result_or_views) -> QAViews:
+    return result_or_views if isinstance(result_or_views, QAViews) else qa_views(result_or_views)
+
+
 def qa_figure(result, path: Path, dpi: int = DPI, title: Optional[str] = None) -> Path:
-    """Write the QA figure of a :class:`~.pipeline.DefaceResult` as PNG.
+    """Write the QA figure of a :class:`~.pipeline.DefaceResult` (or its
+    :class:`QAViews`) as PNG.
 
     ``title`` (e.g. the study's folder) heads the figure. ``dpi`` other than
     :data:`DPI` scales the whole figure (text is :data:`MIN_FONT_PX` high at :data:`DPI`)."""
@@ -338,15 +442,17 @@ def removed_tissue_cc(result, hu: float = -400.0) -> float:
     g = result.original.image.geometry
     box = result.image_mask.box  # no voxel outside it is removed
     n = 0
-    if box is not None:
-        n = int(np.count_nonzero(result.original.image.array[box][result.image_mask.mask[box]] > hu))
+    if box is not None:  # slice by slice: no box-sized temporary arrays
+        image, mask = result.original.image.array[box], result.image_mask.mask[box]
+        n = sum(int(np.count_nonzero((image[k] > hu) & mask[k])) for k in range(image.shape[0]))
     cc = n * float(np.prod(g.spacing)) / 1000.0
     result._qa_removed_tissue_cc = (hu, cc)
     return cc
 
 
 def build_qa_figure(result, title: Optional[str] = None):
-    """The QA figure (a matplotlib ``Figure``; see the module docstring)."""
+    """The QA figure (a matplotlib ``Figure``; see the module docstring) of
+    a :class:`~.pipeline.DefaceResult` or its :class:`QAViews`."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -356,15 +462,10 @@ def build_qa_figure(result, title: Optional[str] = None):
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    before = result.original.image
-    after = result.defaced.image
-    g = before.geometry
-    lm = result.landmarks
-    region = result.region
-    eye = lm.eyes[0]
-    front = min(e.anterior_y for e in lm.eyes)
-    coords = {2: lm.middle_plane_z, 0: float(eye.centroid[0]), 1: float(front)}
-    side, centre = _result_field_of_view(result)
+    qv = _views_of(result)
+    lm = qv.landmarks
+    region = qv.region
+    side, centre = qv.side, qv.centre
 
     # layout in pixels: left margin, three panels, legend column; title band, two rows
     left, gap, legend_w, top_band, title_h, bottom = 24, 18, 300, 78, 52, 16
@@ -373,25 +474,17 @@ def build_qa_figure(result, title: Optional[str] = None):
     fig = Figure(figsize=(width / DPI, height / DPI), facecolor="white")
     fs = _pt(MIN_FONT_PX)
 
-    dose_b = result.original.doses[0] if result.original.doses else None
-    dose_a = result.defaced.doses[0] if result.defaced.doses else None
-    dmax = float(dose_b.array.max()) if dose_b is not None and dose_b.array.size else 0.0
+    dmax, units = qv.dose_max, qv.dose_units
     norm = Normalize(vmin=DOSE_FLOOR * dmax, vmax=dmax) if dmax > 0 else None
-    units = (getattr(dose_b, "units", "") or "Gy") if dose_b is not None else ""
-    units = "Gy" if units.upper() == "GY" else units
 
     drawn_rois: set = set()
-    contour_cache: dict = {}  # the ROIs' contours as arrays, shared by the six views
-    shown: Dict[int, float] = {}
     panels = {}
     for col, axis in enumerate((2, 0, 1)):
-        img_b, extent, at = plane(before.array, g, axis, coords[axis])
-        img_a, _, _ = plane(after.array, g, axis, coords[axis])
-        msk, _, _ = plane(result.image_mask.mask, g, axis, coords[axis])
-        shown[axis] = at
+        view = qv.views[axis]
+        img_b, img_a, msk, extent, at = view.before, view.after, view.removed, view.extent, view.at
         xlim, ylim = _window(axis, side, centre)
-        for row, (img, ss, dose) in enumerate(
-            ((img_b, result.original.structure_set, dose_b), (img_a, result.defaced.structure_set, dose_a))
+        for row, (img, outlines, dose) in enumerate(
+            ((img_b, qv.outlines_before, view.dose_before), (img_a, qv.outlines_after, view.dose_after))
         ):
             x0 = left + col * (PANEL_PX + gap)
             y0 = bottom + (1 - row) * (PANEL_PX + title_h)
@@ -406,11 +499,11 @@ def build_qa_figure(result, title: Optional[str] = None):
                     ax.contour(msk.astype(np.uint8), levels=[0.5], colors=[REMOVED_COLOUR], linewidths=1.2,
                                extent=extent, origin="upper")
             if dose is not None and norm is not None:
-                d = _dose_on_plane(dose, g, axis, at)
+                d = dose
                 if d.max() >= norm.vmin:
                     ax.imshow(np.ma.masked_where(d < norm.vmin, d), cmap=DOSE_CMAP, norm=norm, alpha=DOSE_ALPHA,
                               extent=extent, interpolation="nearest")
-            drawn_rois.update(_draw_contours(ax, ss, axis, at, g.spacing[2], contour_cache))
+            drawn_rois.update(_draw_contours(ax, outlines, axis, at, qv.spacing_z))
             _cut_lines(ax, axis, at, region, xlim, ylim)
             pts = np.array([e.centroid for e in lm.eyes], float)
             if axis == 0:
@@ -423,22 +516,21 @@ def build_qa_figure(result, title: Optional[str] = None):
             ax.set_yticks([])
             _letters(ax, axis)
             _scale_bar(ax, xlim, ylim)
-    titles = _titles(result, coords, shown)
+    titles = _titles(qv)
     for (row, axis), ax in panels.items():
         ax.set_title(f"{'BEFORE' if row == 0 else 'AFTER'}: {titles[axis]}", fontsize=fs, loc="center", pad=4)
 
     # legend and colour bar column
     lx = left + 3 * PANEL_PX + 2 * gap + 24
-    roles = _roi_roles(result)
+    roles = qv.roles
     handles = [
         Patch(facecolor=REMOVED_COLOUR, alpha=0.6, label="removed region (filled before)"),
         Line2D([], [], color=REMOVED_COLOUR, lw=1.5, label="removed region (outline after)"),
         Line2D([], [], color=CUT_COLOUR, ls="--", lw=1.5, label="cut planes"),
         Line2D([], [], color=EYE_COLOUR, ls="none", marker="+", ms=12, mew=2, label="eye centres"),
     ]
-    ss_b = result.original.structure_set
-    names = [r.name for r in ss_b.rois if r.name in drawn_rois] if ss_b is not None else []
-    colours = {r.name: np.asarray(r.color[:3], float) / 255.0 for r in ss_b.rois} if ss_b is not None else {}
+    names = [r.name for r in qv.outlines_before if r.name in drawn_rois]
+    colours = {r.name: r.colour for r in qv.outlines_before}
     for n in names[:MAX_LEGEND_ROIS]:
         role = roles.get(n)
         handles.append(Line2D([], [], color=colours[n], lw=2.5, label=f"{n} ({role})" if role else n))
@@ -459,13 +551,12 @@ def build_qa_figure(result, title: Optional[str] = None):
                  f"dose ({units}), same scale before\nand after; below {DOSE_FLOOR:.0%} of max\n({dmax:.1f} {units}) not shown",
                  ha="left", va="bottom", fontsize=fs)
 
-    removed_cc = result.image_mask.removed_count * float(np.prod(g.spacing)) / 1000.0
-    tissue_cc = removed_tissue_cc(result)
+    removed_cc, tissue_cc = qv.removed_cc, qv.tissue_cc
     head = f"DefaceRT QA: {title}" if title else "DefaceRT QA"
     fig.text(0.5, 1 - 10 / height, head, ha="center", va="top", fontsize=_pt(MIN_FONT_PX + 4), fontweight="bold")
     fig.text(
         0.5, 1 - 38 / height,
-        f"removed {result.image_mask.removed_count} voxels ({removed_cc:.1f} cc, {tissue_cc:.1f} cc of it above -400 HU); eye plane z = {region.z_cut:.1f} mm, "
+        f"removed {qv.removed_count} voxels ({removed_cc:.1f} cc, {tissue_cc:.1f} cc of it above -400 HU); eye plane z = {region.z_cut:.1f} mm, "
         f"coronal plane y = {region.y_cut:.1f} mm (LPS); eye landmarks from {lm.source}",
         ha="center", va="top", fontsize=fs,
     )
@@ -474,25 +565,23 @@ def build_qa_figure(result, title: Optional[str] = None):
 
 def qa_thumbnails(result, before_path: Path, after_path: Path, size_px: int = 160) -> Tuple[Path, Path]:
     """Small sagittal views (through the first eye centre) before, with the
-    removed region in red, and after defacing: the cohort report's thumbnails."""
+    removed region in red, and after defacing: the cohort report's
+    thumbnails. ``result``: a :class:`~.pipeline.DefaceResult` or its :class:`QAViews`."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
 
-    g = result.original.image.geometry
-    lm = result.landmarks
-    side, centre = _result_field_of_view(result)
-    xlim, ylim = _window(0, side, centre)
-    x = float(lm.eyes[0].centroid[0])
-    msk, _, _ = plane(result.image_mask.mask, g, 0, x)
-    for img_volume, path, overlay in ((result.original.image, before_path, True), (result.defaced.image, after_path, False)):
-        img, extent, _ = plane(img_volume.array, g, 0, x)
+    qv = _views_of(result)
+    xlim, ylim = _window(0, qv.side, qv.centre)
+    view = qv.views[0]  # the sagittal plane through the first eye centre
+    msk = view.removed
+    for img, path, overlay in ((view.before, before_path, True), (view.after, after_path, False)):
         fig = Figure(figsize=(size_px / DPI, size_px / DPI), facecolor="black")
         ax = fig.add_axes((0, 0, 1, 1), facecolor="black")
-        ax.imshow(img, cmap="gray", vmin=-1000, vmax=1000, extent=extent, interpolation="bilinear")
+        ax.imshow(img, cmap="gray", vmin=-1000, vmax=1000, extent=view.extent, interpolation="bilinear")
         if overlay and msk.any():
-            ax.imshow(np.ma.masked_where(~msk, msk), cmap="autumn", alpha=0.35, extent=extent, interpolation="nearest")
+            ax.imshow(np.ma.masked_where(~msk, msk), cmap="autumn", alpha=0.35, extent=view.extent, interpolation="nearest")
         ax.set_xlim(*xlim)
         ax.set_ylim(*ylim)
         ax.axis("off")
@@ -575,17 +664,42 @@ def write_study_qa(result, folder: Path, figure_name: str, face: str = "off", ti
     """Everything the QA folder holds for one study: the QA figure, the
     report's thumbnails, the face renders and check (``face``, see
     :data:`FACE_MODES`) and ``qa.json`` (removed volumes, face results)."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    return _write_qa(qa_views(result), folder, figure_name, face_qa(result, Path(folder), face), title)
+
+
+def write_qa_views(views: QAViews, folder: Path, figure_name: str, title: Optional[str] = None) -> List[Path]:
+    """:func:`write_study_qa` without face QA, from the result's
+    :class:`QAViews` (the same files)."""
+    return _write_qa(views, folder, figure_name, {}, title)
+
+
+def prepare_qa_drawing() -> None:
+    """Import what drawing the QA files needs (matplotlib with its Agg
+    backend, Pillow's PNG writer): half a second, done in advance by a
+    process that will draw them (:class:`DefaceRTLib.forked.PreparedCall`)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.backends.backend_agg  # noqa: F401
+    import matplotlib.cm  # noqa: F401
+    import matplotlib.collections  # noqa: F401
+    import matplotlib.figure  # noqa: F401
+    import matplotlib.legend  # noqa: F401
+    import PIL.PngImagePlugin  # noqa: F401
+
+
+def _write_qa(views: QAViews, folder: Path, figure_name: str, face: dict, title: Optional[str]) -> List[Path]:
     import json
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    written = [qa_figure(result, folder / figure_name, title=title)]
-    written += list(qa_thumbnails(result, folder / THUMB_BEFORE, folder / THUMB_AFTER))
-    g = result.original.image.geometry
+    written = [qa_figure(views, folder / figure_name, title=title)]
+    written += list(qa_thumbnails(views, folder / THUMB_BEFORE, folder / THUMB_AFTER))
     info = {
-        "removed_region_cc": round(result.image_mask.removed_count * float(np.prod(g.spacing)) / 1000.0, 3),
-        "removed_tissue_cc": round(removed_tissue_cc(result), 3),
-        "face": face_qa(result, folder, face),
+        "removed_region_cc": round(views.removed_cc, 3),
+        "removed_tissue_cc": round(views.tissue_cc, 3),
+        "face": face,
     }
     written += [folder / n for n in info["face"].get("renders") or []]
     with open(folder / QA_INFO, "w", encoding="utf-8") as f:

@@ -128,6 +128,18 @@ def deface_study_job(job: StudyJob, target: OutputTarget, options: DefaceOptions
 
 
 def _deface_study_job(job: StudyJob, target: OutputTarget, options):
+    from .pipeline import prepare_qa
+
+    # the QA drawing libraries are imported by a child while the study is read and defaced
+    prepared_qa = prepare_qa(options) if not target.dry_run and target.qa_root is not None else None
+    try:
+        return _deface_prepared(job, target, options, prepared_qa)
+    finally:
+        if prepared_qa is not None:
+            prepared_qa.cancel()  # stops it if the study failed before its QA; nothing once its result is in
+
+
+def _deface_prepared(job: StudyJob, target: OutputTarget, options, prepared_qa):
     from .pipeline import StudyOutcome, deface_study
 
     source = job.source
@@ -147,7 +159,7 @@ def _deface_study_job(job: StudyJob, target: OutputTarget, options):
         return _failure(StudyOutcome, source, exc)
     if target.dry_run:
         return StudyOutcome(source, None, "dry run", "", result.summary)
-    return _write_verify_commit(job, target, options, study, result, files, before)
+    return _write_verify_commit(job, target, options, study, result, files, before, prepared_qa)
 
 
 def _failure(StudyOutcome, source: str, exc: BaseException, status: Optional[str] = None):
@@ -164,7 +176,7 @@ def _failure(StudyOutcome, source: str, exc: BaseException, status: Optional[str
     return StudyOutcome(source, None, status, f"{source}: cannot deface this study ({type(exc).__name__}: {exc})", where=source)
 
 
-def _write_verify_commit(job: StudyJob, target: OutputTarget, options, study, result, files, before):
+def _write_verify_commit(job: StudyJob, target: OutputTarget, options, study, result, files, before, prepared_qa=None):
     from .pipeline import QA_NAME, StudyOutcome, _write_and_verify
     from .verify import verify_written
 
@@ -176,7 +188,7 @@ def _write_verify_commit(job: StudyJob, target: OutputTarget, options, study, re
         qa_staging = stage_folder(target.qa_root, private=True) if target.qa_root is not None else None
         qa_file = qa_staging / QA_NAME if qa_staging is not None else None
         outcome = _write_and_verify(
-            result, study, staging, options, job.pseudonym, job.source, rel, verify_written, qa_file
+            result, study, staging, options, job.pseudonym, job.source, rel, verify_written, qa_file, prepared_qa
         )
         if file_signatures(files) != before:
             outcome.status = "verification failed"
