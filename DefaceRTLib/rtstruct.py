@@ -562,26 +562,29 @@ def rasterize_polygons_2d(polygons: Iterable[np.ndarray], shape: Tuple[int, int]
     """
     rows, cols = shape
     events = np.zeros((rows, cols + 1), dtype=np.int32)
-    for poly in polygons:
-        p = np.asarray(poly, dtype=float)
-        if len(p) < 3:
-            continue
+    polys = [p for p in (np.asarray(poly, dtype=float) for poly in polygons) if len(p) >= 3]
+    if polys:
+        # all edges of all polygons at once (each polygon's last vertex joins its first)
+        p = np.concatenate(polys)
+        sizes = np.array([len(q) for q in polys])
+        starts = np.cumsum(sizes) - sizes
+        nxt = np.arange(1, len(p) + 1)
+        nxt[starts + sizes - 1] = starts
         u0, v0 = p[:, 0], p[:, 1]
-        u1, v1 = np.roll(u0, -1), np.roll(v0, -1)
+        u1, v1 = u0[nxt], v0[nxt]
         lo = np.minimum(v0, v1)
         hi = np.maximum(v0, v1)
         r0 = np.maximum(np.ceil(lo), 0).astype(np.int64)
         r1 = np.minimum(np.ceil(hi) - 1, rows - 1).astype(np.int64)  # rows r with lo <= r < hi
         n = np.maximum(r1 - r0 + 1, 0)
         n[v0 == v1] = 0
-        if n.sum() == 0:
-            continue
-        edge = np.repeat(np.arange(len(p)), n)
-        r = r0[edge] + (np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n))
-        t = (r - v0[edge]) / (v1[edge] - v0[edge])
-        u = u0[edge] + t * (u1[edge] - u0[edge])
-        c = np.clip(np.ceil(u), 0, cols).astype(np.int64)  # first column whose centre is >= crossing
-        np.add.at(events, (r, c), 1)
+        if n.sum():
+            edge = np.repeat(np.arange(len(p)), n)
+            r = r0[edge] + (np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n))
+            t = (r - v0[edge]) / (v1[edge] - v0[edge])
+            u = u0[edge] + t * (u1[edge] - u0[edge])
+            c = np.clip(np.ceil(u), 0, cols).astype(np.int64)  # first column whose centre is >= crossing
+            np.add.at(events, (r, c), 1)
     return (np.cumsum(events[:, :cols], axis=1) & 1).astype(bool)
 
 
@@ -600,10 +603,13 @@ def rasterize_contours(
     mask = np.zeros(geometry.shape, dtype=bool)
     per_slice: Dict[Tuple[int, int], List[np.ndarray]] = {}
     normal_axis = None
-    for contour in contours:
-        if not contour.is_closed_planar:
-            continue
-        ijk = geometry.lps_to_index(contour.points)
+    closed = [c for c in contours if c.is_closed_planar]
+    if not closed:
+        return mask
+    # every contour's continuous indices from one product (row by row the same numbers as one call per contour)
+    ends = np.cumsum([len(c.points) for c in closed])
+    all_ijk = geometry.lps_to_index(np.concatenate([c.points for c in closed]))
+    for ijk in np.split(all_ijk, ends[:-1]):
         if normal_axis is None:
             spreads = np.ptp(ijk, axis=0)
             normal_axis = int(np.argmin(spreads))
