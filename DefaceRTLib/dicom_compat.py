@@ -7,9 +7,10 @@ both. Everything version-dependent about reading and writing files is here.
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 from pathlib import Path
-from typing import Callable, Iterable, Optional, Union
+from typing import Callable, Dict, Iterable, NamedTuple, Optional, Union
 
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -129,10 +130,11 @@ def undecoded_elements(ds: Dataset) -> dict:
 
 def element_key(elem):
     """A comparable key of a top-level element as stored (nothing decoded):
-    (VR, encoding, bytes) of an undecoded element, (VR, value) of a decoded
-    one, the keys of its items' elements for a sequence; ("absent",) for
-    None; None when it cannot be compared. Equal keys mean equal elements
-    (with the same Specific Character Set)."""
+    (VR, encoding, bytes) of an undecoded element, VR and :func:`_value_key`
+    of each value of a decoded one, the keys of its items' elements for a
+    sequence; ("absent",) for
+    None; None when it cannot be compared. Equal keys mean elements that
+    are encoded alike (with the same Specific Character Set)."""
     from pydicom.dataelem import RawDataElement
 
     if elem is None:
@@ -151,9 +153,18 @@ def element_key(elem):
                 return None
             items.append(tuple(sorted(keys.items())))
         return ("items", tuple(items))
-    if isinstance(value, (list, MultiValue)):
-        value = tuple(value)
-    return ("value", elem.VR, value)
+    values = value if isinstance(value, (list, MultiValue)) else [value]
+    return ("value", elem.VR, isinstance(value, (list, MultiValue)), tuple(_value_key(v) for v in values))
+
+
+def _value_key(value):
+    """A key of one decoded value that is equal only for values pydicom
+    encodes alike: its type, its text and the text it was read from (DS
+    ``1`` and ``1.0`` are equal numbers but are written as read; ``-0.0``
+    equals ``0.0`` but is another float)."""
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    return (type(value).__name__, str(value), getattr(value, "original_string", None))
 
 
 def element_keys(ds: Dataset) -> dict:
@@ -261,15 +272,52 @@ def _encode_lean(ds: Dataset) -> Optional[bytes]:
     unusual, are written by pydicom's own ``write_data_element``. None when
     the dataset is not such a case (the caller then uses ``dcmwrite``).
     ``Testing/test_dicom_compat.py`` checks the bytes are pydicom's."""
+    parts = encode_lean_parts(ds)
+    return None if parts is None else parts.to_bytes()
+
+
+class LeanParts(NamedTuple):
+    """A Part 10 file as :func:`encode_lean_parts` encodes it, element by element.
+
+    Attributes:
+        preamble: the 128-byte preamble.
+        meta: ``{tag: bytes}`` of each file meta element (group 0002) as
+            encoded, File Meta Information Group Length (0002,0000) left out:
+            :meth:`to_bytes` computes it.
+        elements: ``{tag: bytes}`` of each top-level data element as encoded
+            (explicit VR little endian).
+    """
+
+    preamble: bytes
+    meta: Dict[int, bytes]
+    elements: Dict[int, bytes]
+
+    def to_bytes(self) -> bytes:
+        """The whole file: preamble, ``DICM``, the file meta group (with its
+        group length, as pydicom computes it) and the data elements in tag order."""
+        meta = b"".join(self.meta[tag] for tag in sorted(self.meta))
+        group_length = _PACK_SHORT(0x0002, 0x0000, b"UL", 4) + struct.pack("<I", len(meta))
+        body = b"".join(self.elements[tag] for tag in sorted(self.elements))
+        return b"".join((self.preamble, b"DICM", group_length, meta, body))
+
+
+_PACK_SHORT = struct.Struct("<HH2sH").pack  # explicit VR element header, 16-bit length
+_PACK_LONG = struct.Struct("<HH2sHI").pack  # explicit VR element header (OB, OW, SQ, UN...), 32-bit length
+
+
+def encode_lean_parts(ds: Dataset) -> Optional[LeanParts]:
+    """The parts of what :func:`_encode_lean` writes for ``ds`` (after
+    :func:`prepare_for_writing`): its file meta and each of its top-level
+    elements as encoded bytes, so that a writer can replace a few of them
+    (:mod:`DefaceRTLib.series_encoding`). None when the lean encoder does not
+    handle ``ds`` (pydicom 2.4, implicit VR, not read as explicit VR little
+    endian, or unusual file meta)."""
     import copy
-    import struct
 
     if PYDICOM_MAJOR < 3:
         return None
-    from pydicom.dataelem import RawDataElement
     from pydicom.filebase import DicomBytesIO
-    from pydicom.filewriter import validate_file_meta, write_data_element, write_file_meta_info
-    from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
+    from pydicom.filewriter import validate_file_meta, write_file_meta_info
 
     meta = getattr(ds, "file_meta", None)
     if meta is None or str(meta.get("TransferSyntaxUID", "")) != ExplicitVRLittleEndian:
@@ -287,32 +335,66 @@ def _encode_lean(ds: Dataset) -> Optional[bytes]:
     if ds.get("SOPInstanceUID", None) and ds.SOPInstanceUID != meta.get("MediaStorageSOPInstanceUID", None):
         return None
     validate_file_meta(meta, enforce_standard=True)
-    if "PixelData" in ds:
-        ds["PixelData"].is_undefined_length = False  # native pixel data (as dcmwrite sets it)
+    # pydicom's own file meta writer adds what the standard requires; its
+    # output is split back into elements
     fp = DicomBytesIO()
     fp.is_implicit_VR, fp.is_little_endian = False, True
-    fp.write(preamble or b"\x00" * 128)
-    fp.write(b"DICM")
     write_file_meta_info(fp, meta, enforce_standard=True)
+    meta_parts = _split_elements(fp.getvalue()[12:])  # the group length (12 bytes) is recomputed
     encodings = ds.get("SpecificCharacterSet", "iso8859")
-    pack_short, pack_long = struct.Struct("<HH2sH").pack, struct.Struct("<HH2sHI").pack
-    for tag in sorted(ds._dict):
-        if tag & 0xFFFF == 0 and tag >> 16 > 6:
-            continue  # retired group lengths are not written
-        elem = ds.get_item(tag)
-        value = elem.value if isinstance(elem, RawDataElement) else None
-        vr = elem.VR
+    elements = {tag: encode_element(ds.get_item(tag), encodings) for tag in ds._dict}
+    return LeanParts(preamble or b"\x00" * 128, meta_parts, elements)
+
+
+def _split_elements(data: bytes) -> Dict[int, bytes]:
+    """``{tag: bytes}`` of a run of explicit VR little endian elements of
+    defined length (a file meta group as pydicom writes it)."""
+    from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
+
+    parts: Dict[int, bytes] = {}
+    offset = 0
+    while offset < len(data):
+        group, element, vr = struct.unpack_from("<HH2s", data, offset)
+        if vr.decode("ascii", "replace") in EXPLICIT_VR_LENGTH_32:
+            (length,) = struct.unpack_from("<I", data, offset + 8)
+            size = 12 + length
+        else:
+            (length,) = struct.unpack_from("<H", data, offset + 6)
+            size = 8 + length
+        parts[(group << 16) | element] = data[offset : offset + size]
+        offset += size
+    return parts
+
+
+def encode_element(elem, encodings) -> bytes:
+    """One top-level data element as :func:`_encode_lean` writes it
+    (explicit VR little endian, ``encodings`` the dataset's Specific
+    Character Set): an undecoded element's bytes as they are, native pixel
+    data (even-length bytes) with its header, anything else by pydicom's
+    ``write_data_element``. Retired group lengths give ``b""`` (not written)."""
+    from pydicom.dataelem import RawDataElement
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_data_element
+    from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
+
+    tag = int(elem.tag)
+    if tag & 0xFFFF == 0 and tag >> 16 > 6:
+        return b""  # retired group lengths are not written
+    vr = elem.VR
+    if isinstance(elem, RawDataElement):
+        value = elem.value
         if (isinstance(value, bytes) and isinstance(vr, str) and len(vr) == 2 and elem.length != 0xFFFFFFFF
                 and elem.is_little_endian and not elem.is_implicit_VR):
             if vr in EXPLICIT_VR_LENGTH_32:
-                fp.write(pack_long(tag >> 16, tag & 0xFFFF, vr.encode("ascii"), 0, len(value)))
-                fp.write(value)
-                continue
+                return _PACK_LONG(tag >> 16, tag & 0xFFFF, vr.encode("ascii"), 0, len(value)) + value
             if len(value) <= 0xFFFF:
-                fp.write(pack_short(tag >> 16, tag & 0xFFFF, vr.encode("ascii"), len(value)))
-                fp.write(value)
-                continue
-        write_data_element(fp, elem, encodings)
+                return _PACK_SHORT(tag >> 16, tag & 0xFFFF, vr.encode("ascii"), len(value)) + value
+    elif tag == 0x7FE00010 and vr in ("OB", "OW") and isinstance(elem.value, bytes) and len(elem.value) % 2 == 0:
+        elem.is_undefined_length = False  # native pixel data (as dcmwrite sets it)
+        return _PACK_LONG(0x7FE0, 0x0010, vr.encode("ascii"), 0, len(elem.value)) + elem.value
+    fp = DicomBytesIO()
+    fp.is_implicit_VR, fp.is_little_endian = False, True
+    write_data_element(fp, elem, encodings)
     return fp.getvalue()
 
 

@@ -554,21 +554,37 @@ def write_image_series(
     there is one per slice; each slice keeps its original stored data type,
     bit depth and rescale. Position, orientation and InstanceNumber are
     written from ``volume.geometry``. ``finalize(ds)`` is called on every
-    dataset just before it is saved (UID remapping, de-identification).
+    dataset just before it is saved (UID remapping, de-identification);
+    when it is an :class:`~DefaceRTLib.series_encoding.ElementwiseFinalize`,
+    a slice whose header differs from the previous one's only where it
+    allows is encoded from the previous slice's elements (the same bytes,
+    see :mod:`DefaceRTLib.series_encoding`).
     Returns the written paths in ``k`` order.
     """
+    from .series_encoding import SeriesEncoder
+
     folder = Path(folder)
     g = volume.geometry
     nk = g.size[2]
     headers = volume.datasets if len(volume.datasets) == nk else None
     template = _new_slice_dataset(volume) if headers is None else None
     iop = [float(f"{v:.6f}") for v in np.r_[g.direction_matrix[:, 0], g.direction_matrix[:, 1]]]
+    encoder = SeriesEncoder(finalize)
     paths = []
     # encode here, write on a background thread (see background_writer)
     with BackgroundWriter() as writer:
         for k in range(nk):
-            ds = _slice_dataset(volume, k, headers[k] if headers is not None else template, headers is None, iop)
-            paths.append(writer.write(folder / f"{prefix}.{k + 1:04d}.dcm", dicom_compat.encode(ds, finalize)))
+            path = folder / f"{prefix}.{k + 1:04d}.dcm"
+            if headers is None:
+                data = dicom_compat.encode(_slice_dataset(volume, k, template, True, iop), finalize)
+            else:
+                slope, intercept = volume.rescale[k] if volume.rescale else (1.0, 0.0)
+
+                def set_slice_elements(ds: Dataset, header: Dataset, k: int = k, slope=slope, intercept=intercept) -> None:
+                    _set_slice_elements(ds, header, volume, k, iop, slope, intercept)
+
+                data = encoder.encode(headers[k], set_slice_elements)
+            paths.append(writer.write(path, data))
     return paths
 
 
@@ -589,11 +605,22 @@ def _slice_dataset(volume: ImageVolume, k: int, header: Dataset, new: bool, iop:
     else:
         ds = dicom_compat.copy_header(header)
         slope, intercept = volume.rescale[k] if volume.rescale else (1.0, 0.0)
+    _set_slice_elements(ds, ds, volume, k, iop, slope, intercept)
+    return ds
+
+
+def _set_slice_elements(
+    ds: Dataset, header: Dataset, volume: ImageVolume, k: int, iop: List[float], slope: float, intercept: float
+) -> None:
+    """Give ``ds`` slice ``k``'s own elements: Image Position (Patient) (LPS
+    mm, of voxel ``[k, 0, 0]``), Image Orientation (Patient) ``iop``,
+    Instance Number ``k + 1`` and the pixel data, stored in ``header``'s
+    pixel format with ``slope``/``intercept``; Number of Frames is removed."""
+    g = volume.geometry
     ds.ImagePositionPatient = [float(f"{v:.6f}") for v in g.index_to_lps(np.array([0.0, 0.0, k]))]
     ds.ImageOrientationPatient = iop
     ds.InstanceNumber = k + 1
-    stored = to_stored_values(volume.array[k], ds, slope, intercept)
+    stored = to_stored_values(volume.array[k], header, slope, intercept)
     ds.add_new(0x7FE00010, "OW" if stored.dtype.itemsize > 1 else "OB", stored.tobytes())
     if hasattr(ds, "NumberOfFrames"):
         del ds.NumberOfFrames
-    return ds

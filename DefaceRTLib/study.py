@@ -257,15 +257,19 @@ def write_study(
     every reference stays consistent; pass a map with a salt for
     deterministic UIDs, or ``UIDMap`` subclass that returns its input to keep
     them. ``finalize(ds)`` runs on each dataset after remapping (for
-    de-identification). Returns the written paths per object kind.
+    de-identification); when it is a
+    :class:`~DefaceRTLib.series_encoding.ElementwiseFinalize`, image slices
+    are written from the previous slice's encoding where it allows (the
+    same bytes). Returns the written paths per object kind.
     """
+    from .series_encoding import ElementwiseFinalize
+
     folder = Path(folder)
     uid_map = uid_map if uid_map is not None else UIDMap()
-
-    def done(ds: Dataset) -> None:
-        uid_map.remap_dataset(ds)
-        if finalize is not None:
-            finalize(ds)
+    # remapping treats every element on its own: image slices are written
+    # from the previous slice's encoding where finalize allows it too
+    remap = ElementwiseFinalize(uid_map.remap_dataset, lambda tag, vr: True, uid_map.remap_dataset)
+    done = ElementwiseFinalize.chain(remap, finalize)
 
     out: Dict[str, List[Path]] = {"image": [], "rtstruct": [], "rtdose": [], "rtplan": [], "other_images": []}
     image_dir = folder / study.image.modality if study.image.modality else folder / "IMAGE"

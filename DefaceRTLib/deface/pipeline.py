@@ -46,6 +46,8 @@ SUMMARY_NAME = "deface_summary.json"
 QA_NAME = "deface_qa.png"
 #: contour points farther than this (mm) outside the image are refused as implausible
 PLAUSIBLE_MARGIN_MM = 500.0
+#: Modality: whether a dataset is marked defaced depends on it
+MODALITY = 0x00080060
 
 
 #: printed on every run that keeps the patient's identity, and recorded in its summary
@@ -607,21 +609,39 @@ def _check_map_location(map_path: Path, output: Path, input_path: Path, what: st
         raise OutputError(f"{what} must not be written into the input folder", map_path)
 
 
-def _write_and_verify(result, study, folder, options, pseudonym, source, rel, verify_written, qa_file=None,
-                      prepared_qa=None) -> StudyOutcome:
-    from ..deidentify import SeriesDeidentifier, mark_defaced
+def output_finalize(options: DefaceOptions, pseudonym):
+    """What is done to every dataset a run writes, after its UIDs are
+    remapped: de-identification (when ``options.deidentification`` and a
+    pseudonym are given; slices of a series that differ from the previous
+    one only in what it keeps reuse its work, :class:`SeriesDeidentifier`),
+    then, on images, :func:`~DefaceRTLib.deidentify.mark_defaced`. It says
+    which elements it treats one by one, so that image slices are written
+    from the previous slice's encoding (:mod:`DefaceRTLib.series_encoding`)."""
+    from ..deidentify import MARK_DEFACED_TAGS, SeriesDeidentifier, mark_defaced
+    from ..series_encoding import ElementwiseFinalize
 
     deid = options.deidentification
-
-    # slices of a series de-identified like the previous one where they differ only in what it keeps
     deidentify = SeriesDeidentifier(deid, pseudonym) if deid is not None and pseudonym is not None else None
 
-    def finalize(ds: Dataset) -> None:
+    def run(ds: Dataset) -> None:
         if deidentify is not None:
             deidentify(ds)
         if "PixelData" in ds and str(ds.get("Modality", "")) != "RTDOSE":
             mark_defaced(ds)  # the face is gone: Recognizable Visual Features NO
 
+    def elementwise(tag: int, vr: Optional[str]) -> bool:
+        # kept as it is by de-identification (if on), neither set nor read by mark_defaced
+        if tag in MARK_DEFACED_TAGS or tag == MODALITY:
+            return False
+        return deidentify is None or SeriesDeidentifier.keeps(tag, vr)
+
+    return ElementwiseFinalize(run, elementwise)
+
+
+def _write_and_verify(result, study, folder, options, pseudonym, source, rel, verify_written, qa_file=None,
+                      prepared_qa=None) -> StudyOutcome:
+    deid = options.deidentification
+    finalize = output_finalize(options, pseudonym)
     uid_map = UIDMap(salt=options.uid_salt)
     t = time.perf_counter()
     # the QA files are drawn alongside the write and the verification (in a forked child where safe)

@@ -1,0 +1,206 @@
+"""Encode the slices of one image series, re-encoding only what changes from slice to slice.
+
+The slices of a series share almost their whole header: from one slice to
+the next usually only the SOP Instance UID, the position, the instance
+number, the slice location and the pixel data differ. Writing a slice in
+full (copy the header, remap its UIDs, de-identify it, encode every
+element) costs several milliseconds; :class:`SeriesEncoder` writes a slice
+whose header differs from the previous slice's only in elements that the
+finalize step treats one by one (:class:`ElementwiseFinalize`) from the
+previous slice's encoded elements, with only those elements, the slice's
+own elements (position, orientation, instance number, pixel data) and the
+file meta encoded anew. The bytes are the same as the full path's
+(``Testing/test_series_encoding.py``).
+
+The reasoning: the full path's result for an element depends on the
+element itself and, for some elements, on others (the pseudonymous Study ID
+on the Study Instance UID, the de-identification method on what the walk
+did...). When every element that differs is one whose result depends on it
+alone and that no other element's result depends on, every other element's
+result is the previous slice's, byte for byte (same Specific Character Set,
+same transfer syntax, same file meta apart from the SOP Instance UID).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+from pydicom.dataset import Dataset, FileMetaDataset
+
+from . import dicom_compat
+
+#: Specific Character Set: every text element's encoding depends on it
+SPECIFIC_CHARACTER_SET = 0x00080005
+#: file meta elements :func:`dicom_compat.prepare_for_writing` sets from the
+#: dataset (Media Storage SOP Class/Instance UID) or recomputes (the group length)
+_META_FROM_DATASET = (0x00020000, 0x00020002, 0x00020003)
+MEDIA_STORAGE_SOP_CLASS_UID = 0x00020002
+MEDIA_STORAGE_SOP_INSTANCE_UID = 0x00020003
+SOP_CLASS_UID = 0x00080016
+SOP_INSTANCE_UID = 0x00080018
+
+
+class ElementwiseFinalize:
+    """A finalize step (``step(ds)`` changes a dataset in place before it is
+    encoded) that also says which elements it treats one by one.
+
+    Args:
+        run: the step itself.
+        elementwise: ``elementwise(tag, vr)`` is True when ``run`` keeps an
+            element of this tag and VR (as stored: None when unknown), with a
+            result that depends on the element alone, and no other element's
+            result depends on it. A UID remapped through one map, or a number
+            that de-identification keeps, qualifies; a name, a date, the
+            Study Instance UID (the pseudonymous Study ID derives from it) do
+            not.
+        apply: ``apply(part)`` does to ``part``, a dataset holding only such
+            elements (and, possibly, a file meta with the Media Storage SOP
+            Instance UID), what ``run`` does to them; None when ``run``
+            leaves them as they are.
+    """
+
+    def __init__(
+        self,
+        run: Callable[[Dataset], None],
+        elementwise: Callable[[int, Optional[str]], bool],
+        apply: Optional[Callable[[Dataset], None]] = None,
+    ) -> None:
+        self.run = run
+        self.elementwise = elementwise
+        self.apply = apply
+
+    def __call__(self, ds: Dataset) -> None:
+        self.run(ds)
+
+    def apply_elementwise(self, part: Dataset) -> None:
+        if self.apply is not None:
+            self.apply(part)
+
+    @classmethod
+    def chain(cls, first: Optional[Callable[[Dataset], None]], then: Optional[Callable[[Dataset], None]]):
+        """``first`` then ``then`` as one step (either may be None). Elements
+        are treated one by one when both steps treat them so; a plain
+        callable treats none so."""
+        steps = [s for s in (first, then) if s is not None]
+
+        def run(ds: Dataset) -> None:
+            for step in steps:
+                step(ds)
+
+        def elementwise(tag: int, vr: Optional[str]) -> bool:
+            return all(isinstance(s, ElementwiseFinalize) and s.elementwise(tag, vr) for s in steps)
+
+        def apply(part: Dataset) -> None:
+            for step in steps:
+                step.apply_elementwise(part)
+
+        return cls(run, elementwise, apply)
+
+
+class SeriesEncoder:
+    """Encodes the slices of one series as DICOM Part 10 files, in order,
+    reusing the previous slice's encoding where it can (see the module
+    docstring); one encoder per series.
+
+    Args:
+        finalize: run on every slice's dataset before it is encoded (as
+            :func:`dicom_compat.encode`); slices are encoded from the
+            previous one's elements only when it is an
+            :class:`ElementwiseFinalize` (or None), and only where its
+            ``elementwise`` allows.
+    """
+
+    def __init__(self, finalize: Optional[Callable[[Dataset], None]]) -> None:
+        if finalize is None:
+            finalize = ElementwiseFinalize(lambda ds: None, lambda tag, vr: True)
+        self.finalize = finalize
+        self._last: Optional[tuple] = None  # (input keys, input file meta keys, output parts)
+        #: how many slices were encoded from the previous one's elements (for tests)
+        self.reused = 0
+
+    def encode(self, header: Dataset, set_slice_elements: Callable[[Dataset, Dataset], None]) -> bytes:
+        """The file of one slice: a copy of ``header`` (an input slice
+        header, never modified) to which ``set_slice_elements(ds, header)``
+        gives the slice's own elements (position, pixel data...; it may read
+        the pixel format from ``header``), then ``finalize``. ``set_slice_elements``
+        must set the same elements on every slice."""
+        keys = dicom_compat.element_keys(header)
+        meta_keys = dicom_compat.element_keys(getattr(header, "file_meta", None) or Dataset())
+        if any(key is None for key in keys.values()):
+            self._last = None
+            return self._encode_in_full(header, set_slice_elements)
+        data = self._encode_from_last(header, set_slice_elements, keys, meta_keys)
+        if data is not None:
+            self.reused += 1
+            return data
+        ds = dicom_compat.copy_header(header)
+        set_slice_elements(ds, header)
+        self.finalize(ds)
+        dicom_compat.prepare_for_writing(ds)
+        parts = dicom_compat.encode_lean_parts(ds)
+        if parts is None:
+            self._last = None
+            return dicom_compat.encode(ds)
+        self._last = (keys, meta_keys, parts)
+        return parts.to_bytes()
+
+    def _encode_in_full(self, header: Dataset, set_slice_elements) -> bytes:
+        ds = dicom_compat.copy_header(header)
+        set_slice_elements(ds, header)
+        return dicom_compat.encode(ds, self.finalize)
+
+    def _encode_from_last(self, header: Dataset, set_slice_elements, keys: dict, meta_keys: dict) -> Optional[bytes]:
+        """The slice from the previous slice's parts, or None when that is not certain to give the same bytes."""
+        if self._last is None or not isinstance(self.finalize, ElementwiseFinalize):
+            return None
+        last_keys, last_meta_keys, parts = self._last
+        if keys.keys() != last_keys.keys() or last_meta_keys.keys() != meta_keys.keys():
+            return None
+        if any(meta_keys[t] != last_meta_keys[t] for t in meta_keys if t not in _META_FROM_DATASET):
+            return None  # another transfer syntax, implementation...: a different file meta
+        stored = dicom_compat.undecoded_elements(header)
+        changed = [tag for tag, key in keys.items() if key != last_keys[tag]]
+        if SPECIFIC_CHARACTER_SET in changed:
+            return None
+        elementwise = self.finalize.elementwise
+        if not all(elementwise(tag, stored[tag].VR) for tag in changed):
+            return None
+        # the changed elements and the slice's own, finalized on their own
+        part = Dataset({tag: dicom_compat.copy_element(stored[tag]) for tag in changed})
+        set_slice_elements(part, header)
+        own = dicom_compat.undecoded_elements(part)
+        if not all(elementwise(tag, elem.VR) for tag, elem in own.items()):
+            return None
+        header_meta = getattr(header, "file_meta", None)
+        part.file_meta = FileMetaDataset()
+        if header_meta is not None and MEDIA_STORAGE_SOP_INSTANCE_UID in header_meta:
+            # remapped as the full path does (the UID map then holds the same UIDs)
+            part.file_meta[MEDIA_STORAGE_SOP_INSTANCE_UID] = dicom_compat.copy_element(
+                header_meta[MEDIA_STORAGE_SOP_INSTANCE_UID]
+            )
+        self.finalize.apply_elementwise(part)
+        elements = dict(parts.elements)
+        encodings = header.get("SpecificCharacterSet", "iso8859")
+        for tag in set(changed) | set(own):
+            if tag in part:
+                elements[tag] = dicom_compat.encode_element(part[tag], encodings)
+            else:
+                elements.pop(tag, None)
+        meta = dict(parts.meta)
+        for meta_tag, tag in ((MEDIA_STORAGE_SOP_CLASS_UID, SOP_CLASS_UID), (MEDIA_STORAGE_SOP_INSTANCE_UID, SOP_INSTANCE_UID)):
+            if tag in part:
+                meta[meta_tag] = dicom_compat.encode_element(
+                    _meta_element(meta_tag, part[tag].value), "iso8859"
+                )
+        new = dicom_compat.LeanParts(parts.preamble, meta, elements)
+        self._last = (keys, meta_keys, new)
+        return new.to_bytes()
+
+
+def _meta_element(tag: int, value):
+    from pydicom.dataelem import DataElement
+
+    return DataElement(tag, "UI", value)
+
+
+__all__ = ["ElementwiseFinalize", "SeriesEncoder"]
