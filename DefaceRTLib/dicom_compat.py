@@ -10,7 +10,7 @@ import io
 import struct
 import warnings
 from pathlib import Path
-from typing import Callable, Dict, Iterable, NamedTuple, Optional, Union
+from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Union
 
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -165,6 +165,35 @@ def _value_key(value):
     if isinstance(value, (bytes, bytearray)):
         return bytes(value)
     return (type(value).__name__, str(value), getattr(value, "original_string", None))
+
+
+def changed_tags(stored: dict, before: dict) -> Optional[List[int]]:
+    """Tags whose elements differ between two top-level element dicts
+    (:func:`undecoded_elements`), in the sense of :func:`element_key`; None
+    when they hold different tags or an element cannot be compared.
+    Undecoded elements are compared by their bytes and encoding without
+    building keys (the common case: two slice headers as read)."""
+    from pydicom.dataelem import RawDataElement
+
+    if stored.keys() != before.keys():
+        return None
+    changed = []
+    for tag, elem in stored.items():
+        other = before[tag]
+        if elem is other:
+            continue
+        if (type(elem) is RawDataElement and type(other) is RawDataElement and elem.value is not None
+                and other.value is not None):
+            if (elem.value != other.value or elem.VR != other.VR or elem.is_implicit_VR != other.is_implicit_VR
+                    or elem.is_little_endian != other.is_little_endian):
+                changed.append(tag)
+            continue
+        key, other_key = element_key(elem), element_key(other)
+        if key is None or other_key is None:
+            return None
+        if key != other_key:
+            changed.append(tag)
+    return changed
 
 
 def element_keys(ds: Dataset) -> dict:

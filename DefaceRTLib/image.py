@@ -513,7 +513,14 @@ def to_stored_values(values: np.ndarray, ds: Dataset, slope: float, intercept: f
     values = np.asarray(values)
     if np.issubdtype(values.dtype, np.integer) and slope == 1.0 and float(intercept).is_integer():
         # exact integer path (the common CT case): no float round trip
-        stored = values.astype(np.int64) - int(intercept)
+        b = int(intercept)
+        if values.size and abs(b) < 2**31 and lo <= int(values.min()) - b and int(values.max()) - b <= hi:
+            # nothing to clip: computed in the stored type, modulo 2**bits (integer
+            # casts and sums wrap), which is exact as every value less b fits it
+            stored = values.astype(dtype)
+            stored -= np.asarray(b).astype(dtype)
+            return stored
+        stored = values.astype(np.int64) - b
     else:
         stored = np.rint((values.astype(np.float64) - intercept) / slope)
     np.clip(stored, lo, hi, out=stored)

@@ -137,7 +137,7 @@ def _format_ds(values: np.ndarray) -> List[str]:
     """Format coordinates as DS strings (at most 16 characters)."""
     values = np.asarray(values, dtype=float).ravel()
     if np.all(np.abs(values) < 1e10):  # always for mm; "%.6g" then fits 16 characters
-        return [f"{v:.6g}" for v in values.tolist()]
+        return _format_ds_text(values).split("\\") if values.size else []
     out = []
     for v in values:
         s = f"{v:.6g}" if abs(v) < 1e10 else f"{v:.8e}"
@@ -145,6 +145,16 @@ def _format_ds(values: np.ndarray) -> List[str]:
             s = f"{v:.9g}"[:16]
         out.append(s)
     return out
+
+
+def _format_ds_text(values: np.ndarray) -> str:
+    """Coordinates (mm) as one DS value: :func:`_format_ds`'s strings joined
+    by backslashes, formatted in one operation when every value is below
+    1e10 in magnitude ("%.6g" formats as the f-string of the loop does)."""
+    values = np.asarray(values, dtype=float).ravel()
+    if not np.all(np.abs(values) < 1e10):
+        return "\\".join(_format_ds(values))
+    return "\\".join(["%.6g"] * values.size) % tuple(values.tolist())
 
 
 def set_contour_data(item: Dataset, points: np.ndarray) -> None:
@@ -155,7 +165,7 @@ def set_contour_data(item: Dataset, points: np.ndarray) -> None:
     coordinate, which dominates the time of writing large structure sets.
     pydicom decodes it on access and writes it as is.
     """
-    text = "\\".join(_format_ds(points)).encode("ascii")
+    text = _format_ds_text(points).encode("ascii")
     if len(text) % 2:
         text += b" "
     tag = BaseTag(0x30060050)
@@ -522,7 +532,7 @@ def _replaced_contour_item(item: list, contours: Sequence[Contour]) -> list:
         c.append((C.CONTOUR_GEOMETRIC_TYPE, "CS", C.pad(contour.geometric_type, "CS")))
         c.append((C.NUMBER_OF_CONTOUR_POINTS, "IS", C.pad(str(len(contour.points)), "IS")))
         c.append((C.CONTOUR_NUMBER, "IS", C.pad(str(i + 1), "IS")))
-        c.append((C.CONTOUR_DATA, "DS", C.pad("\\".join(_format_ds(contour.points)), "DS")))
+        c.append((C.CONTOUR_DATA, "DS", C.pad(_format_ds_text(contour.points), "DS")))
         new.append(c)
     out = [e for e in item if e[0] != C.CONTOUR_SEQUENCE]
     if new:

@@ -114,7 +114,7 @@ class SeriesEncoder:
         if finalize is None:
             finalize = ElementwiseFinalize(lambda ds: None, lambda tag, vr: True)
         self.finalize = finalize
-        self._last: Optional[tuple] = None  # (input keys, input file meta keys, output parts)
+        self._last: Optional[tuple] = None  # (input elements, input file meta elements, output parts)
         #: how many slices were encoded from the previous one's elements (for tests)
         self.reused = 0
 
@@ -124,12 +124,9 @@ class SeriesEncoder:
         gives the slice's own elements (position, pixel data...; it may read
         the pixel format from ``header``), then ``finalize``. ``set_slice_elements``
         must set the same elements on every slice."""
-        keys = dicom_compat.element_keys(header)
-        meta_keys = dicom_compat.element_keys(getattr(header, "file_meta", None) or Dataset())
-        if any(key is None for key in keys.values()):
-            self._last = None
-            return self._encode_in_full(header, set_slice_elements)
-        data = self._encode_from_last(header, set_slice_elements, keys, meta_keys)
+        stored = dicom_compat.undecoded_elements(header)
+        meta = dicom_compat.undecoded_elements(getattr(header, "file_meta", None) or Dataset())
+        data = self._encode_from_last(header, set_slice_elements, stored, meta)
         if data is not None:
             self.reused += 1
             return data
@@ -141,27 +138,20 @@ class SeriesEncoder:
         if parts is None:
             self._last = None
             return dicom_compat.encode(ds)
-        self._last = (keys, meta_keys, parts)
+        self._last = (stored, meta, parts)
         return parts.to_bytes()
 
-    def _encode_in_full(self, header: Dataset, set_slice_elements) -> bytes:
-        ds = dicom_compat.copy_header(header)
-        set_slice_elements(ds, header)
-        return dicom_compat.encode(ds, self.finalize)
-
-    def _encode_from_last(self, header: Dataset, set_slice_elements, keys: dict, meta_keys: dict) -> Optional[bytes]:
+    def _encode_from_last(self, header: Dataset, set_slice_elements, stored: dict, meta: dict) -> Optional[bytes]:
         """The slice from the previous slice's parts, or None when that is not certain to give the same bytes."""
         if self._last is None or not isinstance(self.finalize, ElementwiseFinalize):
             return None
-        last_keys, last_meta_keys, parts = self._last
-        if keys.keys() != last_keys.keys() or last_meta_keys.keys() != meta_keys.keys():
+        last_stored, last_meta, parts = self._last
+        changed = dicom_compat.changed_tags(stored, last_stored)
+        changed_meta = dicom_compat.changed_tags(meta, last_meta)
+        if changed is None or changed_meta is None or SPECIFIC_CHARACTER_SET in changed:
             return None
-        if any(meta_keys[t] != last_meta_keys[t] for t in meta_keys if t not in _META_FROM_DATASET):
+        if any(tag not in _META_FROM_DATASET for tag in changed_meta):
             return None  # another transfer syntax, implementation...: a different file meta
-        stored = dicom_compat.undecoded_elements(header)
-        changed = [tag for tag, key in keys.items() if key != last_keys[tag]]
-        if SPECIFIC_CHARACTER_SET in changed:
-            return None
         elementwise = self.finalize.elementwise
         if not all(elementwise(tag, stored[tag].VR) for tag in changed):
             return None
@@ -171,13 +161,10 @@ class SeriesEncoder:
         own = dicom_compat.undecoded_elements(part)
         if not all(elementwise(tag, elem.VR) for tag, elem in own.items()):
             return None
-        header_meta = getattr(header, "file_meta", None)
         part.file_meta = FileMetaDataset()
-        if header_meta is not None and MEDIA_STORAGE_SOP_INSTANCE_UID in header_meta:
+        if MEDIA_STORAGE_SOP_INSTANCE_UID in meta:
             # remapped as the full path does (the UID map then holds the same UIDs)
-            part.file_meta[MEDIA_STORAGE_SOP_INSTANCE_UID] = dicom_compat.copy_element(
-                header_meta[MEDIA_STORAGE_SOP_INSTANCE_UID]
-            )
+            part.file_meta[MEDIA_STORAGE_SOP_INSTANCE_UID] = dicom_compat.copy_element(meta[MEDIA_STORAGE_SOP_INSTANCE_UID])
         self.finalize.apply_elementwise(part)
         elements = dict(parts.elements)
         encodings = header.get("SpecificCharacterSet", "iso8859")
@@ -186,14 +173,12 @@ class SeriesEncoder:
                 elements[tag] = dicom_compat.encode_element(part[tag], encodings)
             else:
                 elements.pop(tag, None)
-        meta = dict(parts.meta)
+        new_meta = dict(parts.meta)
         for meta_tag, tag in ((MEDIA_STORAGE_SOP_CLASS_UID, SOP_CLASS_UID), (MEDIA_STORAGE_SOP_INSTANCE_UID, SOP_INSTANCE_UID)):
             if tag in part:
-                meta[meta_tag] = dicom_compat.encode_element(
-                    _meta_element(meta_tag, part[tag].value), "iso8859"
-                )
-        new = dicom_compat.LeanParts(parts.preamble, meta, elements)
-        self._last = (keys, meta_keys, new)
+                new_meta[meta_tag] = dicom_compat.encode_element(_meta_element(meta_tag, part[tag].value), "iso8859")
+        new = dicom_compat.LeanParts(parts.preamble, new_meta, elements)
+        self._last = (stored, meta, new)
         return new.to_bytes()
 
 

@@ -178,3 +178,29 @@ def test_values_beyond_int16_widen_instead_of_wrapping(tmp_path):
     back = read_image(tmp_path / "b")
     assert back.array.dtype == np.int32
     np.testing.assert_array_equal(back.array, vol.array)
+
+
+@pytest.mark.parametrize("signed,bits_stored", [(True, 16), (False, 16), (False, 12), (True, 8)])
+def test_stored_values_computed_in_the_stored_type_are_exact(signed: bool, bits_stored: int) -> None:
+    """Integer values less an integer intercept, computed in the stored type
+    when nothing needs clipping, equal the wide computation (rounded,
+    clipped), also where some values must be clipped."""
+    from pydicom.dataset import Dataset
+
+    from DefaceRTLib.image import to_stored_values
+
+    ds = Dataset()
+    ds.BitsAllocated = 16 if bits_stored > 8 else 8
+    ds.BitsStored = bits_stored
+    ds.PixelRepresentation = int(signed)
+    lo = -(2 ** (bits_stored - 1)) if signed else 0
+    hi = 2 ** (bits_stored - 1) - 1 if signed else 2**bits_stored - 1
+    rng = np.random.default_rng(bits_stored)
+    for intercept in (-1024.0, 0.0, 7.0):
+        inside = rng.integers(lo + intercept, hi + intercept + 1, size=(40, 30))
+        fits = [t for t in (np.int16, np.int32) if np.iinfo(t).min <= inside.min() and inside.max() <= np.iinfo(t).max]
+        for values in [inside.astype(t) for t in fits] + [inside * 3]:
+            wide = np.clip(values.astype(np.int64) - int(intercept), lo, hi)
+            stored = to_stored_values(values, ds, 1.0, intercept)
+            assert stored.dtype == np.dtype(f"<{'i' if signed else 'u'}{ds.BitsAllocated // 8}")
+            assert np.array_equal(stored.astype(np.int64), wide)

@@ -177,3 +177,22 @@ def test_rasterize_contours_indices_match_one_contour_at_a_time():
     np.testing.assert_array_equal(together, alone)
     mask = rasterize_contours(contours, g)
     assert mask.any()
+
+
+def test_contour_text_is_the_per_value_format() -> None:
+    """The one-operation DS text of contour coordinates is what formatting
+    each value with ``f"{v:.6g}"`` gives (signed zeros, halves, large and
+    tiny values), and values too large for "%.6g" in 16 characters still
+    take the per-value path."""
+    from DefaceRTLib.rtstruct import _format_ds, _format_ds_text
+
+    rng = np.random.default_rng(3)
+    values = np.concatenate([
+        rng.normal(0, 200, 3000), rng.uniform(-1e-3, 1e-3, 300), np.round(rng.normal(0, 200, 300), 2),
+        [0.0, -0.0, 0.5, 2.5, 123456.5, 999999.5, 1e9, -1e9, 1e-7],
+    ])
+    assert _format_ds_text(values) == "\\".join(f"{v:.6g}" for v in values.tolist())
+    assert _format_ds(values) == [f"{v:.6g}" for v in values.tolist()]
+    assert _format_ds_text(np.array([])) == "" and _format_ds(np.array([])) == []
+    big = np.array([1.0, 3e12])
+    assert _format_ds_text(big) == "\\".join(_format_ds(big)) == "1\\3.00000000e+12"
