@@ -275,6 +275,13 @@ def encode(ds: Dataset, finalize: Optional[Callable[[Dataset], None]] = None) ->
     if finalize is not None:
         finalize(ds)
     prepare_for_writing(ds)
+    return encode_prepared(ds)
+
+
+def encode_prepared(ds: Dataset) -> bytes:
+    """:func:`encode` for a dataset already given its file meta by
+    :func:`prepare_for_writing` (and finalized): the lean encoder's bytes
+    where it applies, pydicom's ``dcmwrite`` otherwise."""
     lean = _encode_lean(ds)
     if lean is not None:
         return lean

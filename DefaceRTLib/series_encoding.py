@@ -114,9 +114,8 @@ class SeriesEncoder:
         if finalize is None:
             finalize = ElementwiseFinalize(lambda ds: None, lambda tag, vr: True)
         self.finalize = finalize
-        self._last: Optional[tuple] = None  # (input elements, input file meta elements, output parts)
-        #: how many slices were encoded from the previous one's elements (for tests)
-        self.reused = 0
+        # (input elements, input file meta elements, output parts, output Specific Character Set)
+        self._last: Optional[tuple] = None
 
     def encode(self, header: Dataset, set_slice_elements: Callable[[Dataset, Dataset], None]) -> bytes:
         """The file of one slice: a copy of ``header`` (an input slice
@@ -128,24 +127,23 @@ class SeriesEncoder:
         meta = dicom_compat.undecoded_elements(getattr(header, "file_meta", None) or Dataset())
         data = self._encode_from_last(header, set_slice_elements, stored, meta)
         if data is not None:
-            self.reused += 1
             return data
         ds = dicom_compat.copy_header(header)
         set_slice_elements(ds, header)
         self.finalize(ds)
         dicom_compat.prepare_for_writing(ds)
         parts = dicom_compat.encode_lean_parts(ds)
-        if parts is None:
+        if parts is None:  # pydicom 2.4, implicit VR...: written in full
             self._last = None
-            return dicom_compat.encode(ds)
-        self._last = (stored, meta, parts)
+            return dicom_compat.encode_prepared(ds)
+        self._last = (stored, meta, parts, ds.get("SpecificCharacterSet", "iso8859"))
         return parts.to_bytes()
 
     def _encode_from_last(self, header: Dataset, set_slice_elements, stored: dict, meta: dict) -> Optional[bytes]:
         """The slice from the previous slice's parts, or None when that is not certain to give the same bytes."""
         if self._last is None or not isinstance(self.finalize, ElementwiseFinalize):
             return None
-        last_stored, last_meta, parts = self._last
+        last_stored, last_meta, parts, encodings = self._last
         changed = dicom_compat.changed_tags(stored, last_stored)
         changed_meta = dicom_compat.changed_tags(meta, last_meta)
         if changed is None or changed_meta is None or SPECIFIC_CHARACTER_SET in changed:
@@ -166,8 +164,7 @@ class SeriesEncoder:
             # remapped as the full path does (the UID map then holds the same UIDs)
             part.file_meta[MEDIA_STORAGE_SOP_INSTANCE_UID] = dicom_compat.copy_element(meta[MEDIA_STORAGE_SOP_INSTANCE_UID])
         self.finalize.apply_elementwise(part)
-        elements = dict(parts.elements)
-        encodings = header.get("SpecificCharacterSet", "iso8859")
+        elements = dict(parts.elements)  # the output's character set is the previous one's: it did not change
         for tag in set(changed) | set(own):
             if tag in part:
                 elements[tag] = dicom_compat.encode_element(part[tag], encodings)
@@ -178,7 +175,7 @@ class SeriesEncoder:
             if tag in part:
                 new_meta[meta_tag] = dicom_compat.encode_element(_meta_element(meta_tag, part[tag].value), "iso8859")
         new = dicom_compat.LeanParts(parts.preamble, new_meta, elements)
-        self._last = (stored, meta, new)
+        self._last = (stored, meta, new, encodings)
         return new.to_bytes()
 
 
