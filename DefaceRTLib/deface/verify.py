@@ -87,18 +87,12 @@ def verify_written(result, written: Dict[str, List[Path]], options, deidentified
     # ---------------------------------------------------------- structures
     ss_out: Optional[StructureSet] = None
     kept_rois = []
+    ss_in = original.structure_set
     if written.get("rtstruct"):
         ss_out = StructureSet.read(written["rtstruct"][0])
-        names = ss_out.names()
         # ROIs are matched by number: de-identification may have cleaned their names
-        ss_in = original.structure_set
         kept_numbers = {r.number for r in (ss_in or ss_out).rois if rules.is_kept(r.name)}
-        removed_numbers = {r.number for r in ss_in.rois if rules.is_removed(r.name)} if ss_in is not None else set()
         kept_rois = [r for r in ss_out.rois if r.number in kept_numbers]
-        left = [r.name for r in ss_out.rois if rules.is_removed(r.name) or r.number in removed_numbers]
-        report.add("no_removed_rois", not left, f"still present: {left}" if left else f"{len(names)} ROIs remain")
-        _check_kept_untouched(report, ss_in, ss_out, kept_numbers)
-        _check_vertices(report, ss_out, region, kept_numbers, original.image.geometry)
 
     # --------------------------------------------------------------- image
     # re-read and compared in a forked child (where safe) while this process checks the rest
@@ -107,6 +101,12 @@ def verify_written(result, written: Dict[str, List[Path]], options, deidentified
     scrub_strings = original.identifying_strings() if deidentified else None
     image_job = ForkedCall(_verify_image_series, written, original, region, kept_rois, scrub_strings)
     try:
+        if ss_out is not None:
+            removed_numbers = {r.number for r in ss_in.rois if rules.is_removed(r.name)} if ss_in is not None else set()
+            left = [r.name for r in ss_out.rois if rules.is_removed(r.name) or r.number in removed_numbers]
+            report.add("no_removed_rois", not left, f"still present: {left}" if left else f"{len(ss_out.names())} ROIs remain")
+            _check_kept_untouched(report, ss_in, ss_out, kept_numbers)
+            _check_vertices(report, ss_out, region, kept_numbers, original.image.geometry)
         dose_checks = VerificationReport()
         _verify_doses(dose_checks, written, original, region, kept_rois)
         # headers of the other written objects, read once for both checks below
