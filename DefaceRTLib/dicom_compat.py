@@ -39,6 +39,36 @@ def dcmread(
         raise InputError(f"cannot read DICOM file ({exc})", path) from exc
 
 
+def element_value(ds: Dataset, tag: int):
+    """The value ``ds[tag].value`` gives for the top-level element ``tag``
+    (an int), decoded without storing the decoded element in ``ds``: the
+    dataset stays as read, so its undecoded elements are still written from
+    their original encoding and compare by their bytes
+    (:func:`element_key`). Raises ``KeyError`` when absent. A deferred
+    element, or one whose VR depends on other elements (US or SS), is read
+    through ``ds[tag]`` as pydicom does it."""
+    from pydicom.dataelem import RawDataElement
+
+    elem = ds._dict[tag]
+    if not isinstance(elem, RawDataElement):
+        return elem.value
+    if (elem.value is None and elem.length != 0) or (elem.VR is not None and " or " in str(elem.VR)):
+        return ds[tag].value
+    if PYDICOM_MAJOR >= 3:
+        from pydicom.dataelem import convert_raw_data_element
+
+        charset = ds.original_character_set or ds._character_set
+        value = convert_raw_data_element(elem, encoding=charset, ds=ds)
+    else:
+        from pydicom.dataelem import DataElement_from_raw
+
+        charset = getattr(ds, "read_encoding", None) or ds._character_set
+        value = DataElement_from_raw(elem, charset, ds)
+    if " or " in str(value.VR):  # ambiguous VR found in the dictionary (implicit VR): pydicom's correction
+        return ds[tag].value
+    return value.value
+
+
 def copy_dataset(ds: Dataset) -> Dataset:
     """An independent copy of ``ds``, made by encoding it and decoding it again.
 

@@ -16,8 +16,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -26,6 +27,9 @@ from . import dicom_compat
 from .background_writer import BackgroundWriter
 from .errors import GeometryError, InputError
 from .geometry import MAX_COORDINATE_MM, ImageGeometry
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .index import HeaderCache
 
 PathLike = Union[str, Path]
 
@@ -96,6 +100,132 @@ class ImageVolume:
 
 
 # --------------------------------------------------------------------- reading
+_ABSENT = object()  # a slice without the attribute
+
+
+class _Failed:
+    """A value that could not be decoded or derived: the exception, raised again where it is used."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+def _unwrap(value):
+    if isinstance(value, _Failed):
+        raise value.exc
+    return value
+
+
+class SliceValues:
+    """Header values of the slices of one series, each decoded once per
+    distinct encoding, without changing the datasets.
+
+    The slices of a series share most of their header (size, pixel spacing,
+    orientation, rescale, pixel format): those elements have the same
+    encoded bytes in every slice, so each distinct encoding is decoded, and
+    each check of it made, once. The datasets keep their elements as read
+    (:func:`~DefaceRTLib.dicom_compat.element_value`), so they are still
+    written from their original encoding and compare by their bytes. A value
+    that cannot be decoded, or a derived value whose function raised, raises
+    the same exception for every slice that has it, where it is asked for,
+    so checks fail on the same slice and with the same message as a
+    slice-by-slice loop.
+    """
+
+    def __init__(self, datasets: Sequence[Dataset]) -> None:
+        self.datasets = list(datasets)
+        self._codes: dict = {}
+        self._distinct: dict = {}
+
+    def _column(self, keyword: str) -> Tuple[List[int], list]:
+        """(code per slice, decoded value per code): slices whose elements are
+        encoded alike (same bytes, VR, encoding, character set) share a code."""
+        if keyword not in self._codes:
+            from pydicom.datadict import tag_for_keyword
+            from pydicom.dataelem import RawDataElement
+
+            tag = int(tag_for_keyword(keyword))
+            seen: dict = {}
+            codes: List[int] = []
+            distinct: list = []
+            for ds in self.datasets:
+                elem = ds._dict.get(tag)
+                if elem is None:
+                    key: tuple = ("absent",)
+                elif isinstance(elem, RawDataElement) and isinstance(elem.value, bytes):
+                    charset = ds._character_set
+                    key = ("raw", elem.VR, elem.is_implicit_VR, elem.is_little_endian, elem.value,
+                           tuple(charset) if isinstance(charset, list) else charset)
+                else:  # decoded or deferred: decoded on its own
+                    key = ("element", id(elem))
+                code = seen.get(key)
+                if code is None:
+                    code = seen[key] = len(distinct)
+                    distinct.append(_value_or_absent(ds, tag) if elem is not None else _ABSENT)
+                codes.append(code)
+            self._codes[keyword], self._distinct[keyword] = codes, distinct
+        return self._codes[keyword], self._distinct[keyword]
+
+    def values(self, keyword: str) -> list:
+        """Per slice, ``ds[keyword].value`` (``_ABSENT`` when the slice has no such element)."""
+        codes, distinct = self._column(keyword)
+        return [_unwrap(distinct[c]) for c in codes]
+
+    def derived(self, keywords, fn) -> _Derived:
+        """``fn(value, ...)`` of each slice's values of ``keywords`` (one
+        keyword or a tuple), computed once per distinct combination; values
+        that could not be decoded reach ``fn`` as ``_Failed`` (see :func:`_unwrap`)."""
+        keywords = (keywords,) if isinstance(keywords, str) else tuple(keywords)
+        columns = [self._column(k) for k in keywords]
+        combos = list(zip(*(c[0] for c in columns)))
+        results: dict = {}
+        for combo in dict.fromkeys(combos):
+            try:
+                results[combo] = fn(*(col[1][c] for col, c in zip(columns, combo)))
+            except Exception as exc:  # raised again for each slice that asks for it
+                results[combo] = _Failed(exc)
+        return _Derived(combos, results)
+
+
+class _Derived:
+    """Per-slice results of :meth:`SliceValues.derived`."""
+
+    def __init__(self, combos: list, results: dict) -> None:
+        self._combos, self._results = combos, results
+
+    def result(self, n: int):
+        """Slice ``n``'s result (raises what the function raised for it)."""
+        return _unwrap(self._results[self._combos[n]])
+
+    def results(self) -> list:
+        return [self.result(n) for n in range(len(self._combos))]
+
+
+def _value_or_absent(ds: Dataset, tag) -> object:
+    """``ds[tag].value`` decoded without changing ``ds``, ``_ABSENT`` when
+    absent, ``_Failed`` when it cannot be decoded."""
+    if isinstance(tag, str):
+        from pydicom.datadict import tag_for_keyword
+
+        tag = int(tag_for_keyword(tag))
+    if tag not in ds._dict:
+        return _ABSENT
+    try:
+        return dicom_compat.element_value(ds, tag)
+    except Exception as exc:  # raised again where the value is used
+        return _Failed(exc)
+
+
+def _floats(value) -> List[float]:
+    """The numbers of a multi-valued element (AttributeError when absent)."""
+    value = _unwrap(value)
+    if value is _ABSENT:
+        raise AttributeError("absent")
+    return [float(v) for v in value]
+
+
 def _stored_range(ds: Dataset) -> Tuple[int, int]:
     bits = int(getattr(ds, "BitsStored", getattr(ds, "BitsAllocated", 16)))
     if int(getattr(ds, "PixelRepresentation", 0)) == 1:
@@ -103,9 +233,13 @@ def _stored_range(ds: Dataset) -> Tuple[int, int]:
     return 0, 2**bits - 1
 
 
-def _orientation(ds: Dataset, where: str) -> Tuple[np.ndarray, np.ndarray]:
+def _orientation_of(value, where: str) -> Tuple[np.ndarray, np.ndarray]:
+    """(row, column) direction cosines (LPS unit vectors) of an ImageOrientationPatient value."""
     try:
-        iop = np.array([float(v) for v in ds.ImageOrientationPatient])
+        value = _unwrap(value)
+        if value is _ABSENT:
+            raise AttributeError("no ImageOrientationPatient")
+        iop = np.array([float(v) for v in value])
         row, col = iop[:3], iop[3:]
     except (AttributeError, ValueError, TypeError) as exc:
         raise InputError("image has no valid ImageOrientationPatient", where) from exc
@@ -115,13 +249,15 @@ def _orientation(ds: Dataset, where: str) -> Tuple[np.ndarray, np.ndarray]:
 
 
 def series_geometry(
-    datasets: Sequence[Dataset], where: str = "", allow_oblique: bool = False
+    datasets: Sequence[Dataset], where: str = "", allow_oblique: bool = False, values: Optional[SliceValues] = None
 ) -> Tuple[ImageGeometry, np.ndarray]:
     """Geometry of a set of image slices, and the order that sorts them.
 
     Slices are sorted by position along the slice normal (row x column
     direction). Returns the geometry, whose k axis points along increasing
     sorted position, and the index array that sorts ``datasets``.
+    ``values`` (a :class:`SliceValues` of ``datasets``) shares the decoded
+    header values with :func:`check_uniform_slices`.
 
     Raises :class:`GeometryError` (naming ``where``) for mixed orientations or
     sizes, duplicate or missing slices, non-uniform spacing, gantry tilt and,
@@ -129,19 +265,22 @@ def series_geometry(
     """
     if not datasets:
         raise InputError("no image slices", where)
-    row, col = _orientation(datasets[0], where)
+    values = values if values is not None else SliceValues(datasets)
+    orientations = values.derived("ImageOrientationPatient", lambda v: _orientation_of(v, where))
+    row, col = orientations.result(0)
     normal = np.cross(row, col)
+    rows, columns = values.values("Rows"), values.values("Columns")
     shapes = set()
-    for ds in datasets:
-        r, c = _orientation(ds, where)
+    for n in range(len(datasets)):
+        r, c = orientations.result(n)
         if np.abs(r - row).max() > 1e-3 or np.abs(c - col).max() > 1e-3:
             raise GeometryError("slices have different ImageOrientationPatient", where)
-        shapes.add((int(ds.Rows), int(ds.Columns)))
+        shapes.add((int(rows[n]), int(columns[n])))
     if len(shapes) > 1:
         raise GeometryError(f"slices have different sizes {sorted(shapes)}", where)
     try:
-        positions = np.array([[float(v) for v in ds.ImagePositionPatient] for ds in datasets])
-        pixel_spacing = [float(v) for v in datasets[0].PixelSpacing]
+        positions = np.array(values.derived("ImagePositionPatient", _floats).results())
+        pixel_spacing = values.derived("PixelSpacing", _floats).result(0)
     except (AttributeError, ValueError, TypeError) as exc:
         raise InputError("slice without ImagePositionPatient or PixelSpacing", where) from exc
     dist = positions @ normal
@@ -174,7 +313,7 @@ def series_geometry(
     else:
         step = float(getattr(datasets[0], "SliceThickness", 0) or 1.0)
     geometry = ImageGeometry(
-        size=(int(datasets[0].Columns), int(datasets[0].Rows), len(datasets)),
+        size=(int(columns[0]), int(rows[0]), len(datasets)),
         spacing=(pixel_spacing[1], pixel_spacing[0], step),
         origin=tuple(positions[0]),
         direction=geometry_direction,
@@ -191,25 +330,118 @@ def series_geometry(
 _UNCOMPRESSED_LE = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
 
 
+#: (7FE0,0010) Pixel Data, as its tag is encoded little endian
+PIXEL_DATA_TAG = 0x7FE00010
+_PIXEL_DATA_TAG_BYTES = b"\xe0\x7f\x10\x00"
+_UNDEFINED_LENGTH = 0xFFFFFFFF
+
+
+def _pixel_format_of(bits_allocated, bits_stored, samples, frames, rows, columns, representation):
+    """(numpy dtype, rows, columns) of native single-frame pixel data whose
+    stored bits fill their allocation, from the values of those attributes;
+    None when pydicom's decoder has more to do."""
+    def number(value, default):
+        value = _unwrap(value)
+        return int(value if value not in (_ABSENT, None, "") else default)
+
+    bits = number(bits_allocated, 0)
+    if bits not in (8, 16, 32) or number(bits_stored, 0) != bits:
+        return None
+    if number(samples, 1) != 1 or number(frames, 1) != 1:
+        return None
+    signed = number(representation, 0) == 1
+    return np.dtype(f"<{'i' if signed else 'u'}{bits // 8}"), int(_unwrap(rows)), int(_unwrap(columns))
+
+
+_PIXEL_FORMAT_ATTRIBUTES = ("BitsAllocated", "BitsStored", "SamplesPerPixel", "NumberOfFrames", "Rows", "Columns",
+                            "PixelRepresentation")
+
+
+def _uncompressed_little_endian(ds: Dataset) -> bool:
+    meta = getattr(ds, "file_meta", None)
+    return meta is not None and str(getattr(meta, "TransferSyntaxUID", "")) in _UNCOMPRESSED_LE
+
+
 def _raw_pixels(ds: Dataset) -> Optional[np.ndarray]:
     """Pixels of an uncompressed little-endian single-frame slice whose stored
     bits fill their allocation, read straight from PixelData (exactly what
     pydicom's decoder returns for such data, without its overhead); None for
     anything else, which then goes through ``ds.pixel_array``."""
-    meta = getattr(ds, "file_meta", None)
-    if meta is None or str(getattr(meta, "TransferSyntaxUID", "")) not in _UNCOMPRESSED_LE:
+    if not _uncompressed_little_endian(ds):
         return None
-    bits = int(getattr(ds, "BitsAllocated", 0) or 0)
-    if bits not in (8, 16, 32) or int(getattr(ds, "BitsStored", 0) or 0) != bits:
+    fmt = _pixel_format_of(*(_value_or_absent(ds, k) for k in _PIXEL_FORMAT_ATTRIBUTES))
+    if fmt is None:
         return None
-    if int(getattr(ds, "SamplesPerPixel", 1) or 1) != 1 or int(getattr(ds, "NumberOfFrames", 1) or 1) != 1:
-        return None
-    rows, cols = int(ds.Rows), int(ds.Columns)
+    dtype, rows, cols = fmt
     data = ds.PixelData
-    if len(data) < rows * cols * bits // 8:
+    if len(data) < rows * cols * dtype.itemsize:
         return None
-    dtype = np.dtype(f"<{'i' if int(getattr(ds, 'PixelRepresentation', 0)) == 1 else 'u'}{bits // 8}")
     return np.frombuffer(data, dtype=dtype, count=rows * cols).reshape(rows, cols)
+
+
+@dataclass(frozen=True)
+class PixelLocation:
+    """Where a slice's native pixel data lies in its file.
+
+    Attributes:
+        offset: byte offset of the Pixel Data value (after its element header).
+        length: its length in bytes, as the element header gives it.
+        header: the file's bytes before ``offset`` when the header was read
+            elsewhere (:class:`~DefaceRTLib.index.HeaderCache`): the read
+            checks the file still starts with them. None: the header was read
+            with the pixel data element (deferred), whose tag and length are
+            checked instead.
+        implicit_vr: the element header is 8 bytes (implicit VR), else 12.
+    """
+
+    offset: int
+    length: int
+    header: Optional[bytes] = None
+    implicit_vr: bool = False
+
+
+def _deferred_pixel_location(ds: Dataset) -> Optional[PixelLocation]:
+    """The location of ``ds``'s Pixel Data when pydicom left it in the file
+    (read with ``defer_size``) with a defined length; None otherwise."""
+    from pydicom.dataelem import RawDataElement
+
+    elem = ds._dict.get(PIXEL_DATA_TAG)
+    if not isinstance(elem, RawDataElement) or elem.value is not None or elem.value_tell is None:
+        return None
+    if elem.length == _UNDEFINED_LENGTH or not elem.is_little_endian:
+        return None
+    return PixelLocation(int(elem.value_tell), int(elem.length), None, bool(elem.is_implicit_VR))
+
+
+def read_native_pixels(path: Path, location: PixelLocation, dtype: np.dtype, rows: int, columns: int) -> Optional[np.ndarray]:
+    """Stored values ``[j, i]`` read straight from ``path`` at ``location``
+    (``rows`` x ``columns`` of ``dtype``, little endian), or None when the
+    bytes there are not such pixel data (element too short, tag or length
+    not what the header said, file cut short): the caller then lets pydicom
+    read and report it.
+
+    Raises :class:`InputError` when ``location.header`` is given and the
+    file no longer starts with it (it changed after its header was read).
+    """
+    need = rows * columns * dtype.itemsize
+    if location.length < need:
+        return None
+    with open(path, "rb") as f:
+        if location.header is not None:
+            data = f.read(location.offset + need)
+            if data[:location.offset] != location.header:
+                raise InputError("the file changed after its header was read (indexed); run again", path)
+            start = location.offset
+        else:
+            head = 8 if location.implicit_vr else 12
+            f.seek(location.offset - head)
+            data = f.read(head + need)
+            if data[:4] != _PIXEL_DATA_TAG_BYTES or int.from_bytes(data[head - 4:head], "little") != location.length:
+                return None
+            start = head
+    if len(data) < start + need:
+        return None
+    return np.frombuffer(data, dtype=dtype, count=rows * columns, offset=start).reshape(rows, columns)
 
 
 @dataclass
@@ -233,6 +465,10 @@ class ImageSeries:
     datasets: List[Dataset]
     paths: List[Path]
     rescale: List[Tuple[float, float]]
+    #: per slice, (dtype, rows, columns) of its native pixel data (None: pydicom decodes it); empty: not known
+    pixel_formats: List[Optional[tuple]] = field(default_factory=list, repr=False)
+    #: per slice, where its pixel data lies when its header was read without it (None: as ``datasets`` say)
+    pixel_locations: List[Optional[PixelLocation]] = field(default_factory=list, repr=False)
 
     @property
     def modality(self) -> str:
@@ -254,19 +490,28 @@ class ImageSeries:
     def sop_instance_uids(self) -> List[str]:
         return [str(ds.SOPInstanceUID) for ds in self.datasets]
 
-    @property
+    @cached_property
     def integer(self) -> bool:
         """True when every slice has slope 1 and an integer intercept (values are integers)."""
         return all(s == 1.0 and float(b).is_integer() for s, b in self.rescale)
 
     def read_stored(self, k: int) -> np.ndarray:
         """Stored pixel values ``[j, i]`` of slice ``k``, read from its file
-        (the bytes are not kept in the header)."""
+        (the bytes are not kept in the header).
+
+        Native (uncompressed little endian, stored bits filling their
+        allocation) pixel data is read straight from the file where the
+        header says it lies (:func:`read_native_pixels`); anything else, or
+        bytes there that are not what the header said, goes through pydicom."""
         ds, path = self.datasets[k], self.paths[k]
         try:
-            pixels = _raw_pixels(ds)
+            pixels = self._read_native(k)
+            if pixels is None:
+                pixels = _raw_pixels(ds)
             if pixels is None:
                 pixels = ds.pixel_array
+        except InputError:
+            raise
         except Exception as exc:
             raise InputError(f"cannot decode pixel data ({exc})", path) from exc
         finally:
@@ -275,6 +520,17 @@ class ImageSeries:
         if pixels.shape != (self.geometry.size[1], self.geometry.size[0]):
             raise InputError(f"pixel data has shape {pixels.shape}, expected Rows x Columns", path)
         return pixels
+
+    def _read_native(self, k: int) -> Optional[np.ndarray]:
+        fmt = self.pixel_formats[k] if self.pixel_formats else None
+        if fmt is None or not _uncompressed_little_endian(self.datasets[k]):
+            return None
+        location = self.pixel_locations[k] if self.pixel_locations else None
+        if location is None:
+            location = _deferred_pixel_location(self.datasets[k])
+        if location is None:
+            return None
+        return read_native_pixels(self.paths[k], location, *fmt)
 
     def read_slice(self, k: int) -> np.ndarray:
         """Real-world values ``[j, i]`` of slice ``k``: int64 when :attr:`integer`,
@@ -322,30 +578,48 @@ class ImageSeries:
 
 
 def open_image_series(
-    paths: Sequence[PathLike], allow_oblique: bool = False, datasets: Optional[Sequence[Dataset]] = None
+    paths: Sequence[PathLike],
+    allow_oblique: bool = False,
+    datasets: Optional[Sequence[Dataset]] = None,
+    headers: Optional[HeaderCache] = None,
 ) -> ImageSeries:
     """Read the headers of one DICOM image series, check and sort them (see
     :func:`series_geometry`); pixel data is read later, slice by slice.
 
     ``datasets`` may pass the already-read files to avoid reading them
-    twice. All files must belong to one series.
+    twice. ``headers`` (the :class:`~DefaceRTLib.index.HeaderCache` of the
+    index that found the files) gives the headers the index read and kept,
+    each used once and only while its file is unchanged; the other files
+    are read here. All files must belong to one series.
     """
     paths = [Path(p) for p in paths]
     if not paths:
         raise InputError("no image files given")
+    locations: List[Optional[PixelLocation]] = []
     if datasets is None:
         # pixel data is read slice by slice, when it is converted
-        datasets = [dicom_compat.dcmread(p, defer_size=DEFER_PIXELS_BYTES) for p in paths]
+        datasets = []
+        for p in paths:
+            kept = headers.take(p) if headers is not None else None
+            datasets.append(kept.dataset if kept is not None else dicom_compat.dcmread(p, defer_size=DEFER_PIXELS_BYTES))
+            locations.append(kept.pixels if kept is not None else None)
     datasets = list(datasets)
     uids = {str(getattr(ds, "SeriesInstanceUID", "")) for ds in datasets}
     where = f"series {sorted(uids)[0]} ({paths[0].parent})" if len(uids) == 1 else str(paths[0].parent)
     if len(uids) > 1:
         raise InputError(f"files of {len(uids)} different series given as one series", where)
-    check_uniform_slices(datasets, paths)
-    geometry, order = series_geometry(datasets, where, allow_oblique=allow_oblique)
+    values = SliceValues(datasets)  # each distinct header value decoded once, the datasets left as read
+    check_uniform_slices(datasets, paths, values)
+    geometry, order = series_geometry(datasets, where, allow_oblique=allow_oblique, values=values)
+    rescale_of = values.derived(("RescaleSlope", "RescaleIntercept"), _rescale_of)
+    rescale = [rescale_of.result(int(i)) for i in order]
+    try:
+        formats = values.derived(_PIXEL_FORMAT_ATTRIBUTES, _pixel_format_of).results()
+    except Exception:  # unusual pixel attributes: pydicom reads (and reports) them slice by slice
+        formats = [None] * len(datasets)
     datasets = [datasets[i] for i in order]
-    rescale = [_rescale(ds, paths[i]) for ds, i in zip(datasets, order)]
-    return ImageSeries(geometry, datasets, [paths[i] for i in order], rescale)
+    return ImageSeries(geometry, datasets, [paths[i] for i in order], rescale, [formats[i] for i in order],
+                       [locations[i] for i in order] if locations else [])
 
 
 #: attributes every slice of a series must share (value compared as text, numbers rounded)
@@ -365,75 +639,111 @@ UNIFORM_ATTRIBUTES = (
 PER_SLICE_RESCALE_MODALITIES = ("PT",)
 
 
-def _finite_numbers(ds: Dataset, keyword: str, count: int, path: Path) -> List[float]:
+def _finite_numbers_of(value, keyword: str, count: int) -> List[float]:
+    """``count`` finite numbers of a value of ``keyword`` (InputError without a file: the caller names it)."""
     try:
-        value = ds[keyword].value if keyword in ds else None
+        value = _unwrap(value)
+        value = None if value is _ABSENT else value
         if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
             value = [value]
         values = [float(v) for v in value]
     except (TypeError, ValueError) as exc:
-        raise InputError(f"{keyword} is not a list of numbers ({exc})", path) from exc
+        raise InputError(f"{keyword} is not a list of numbers ({exc})") from exc
     if len(values) != count:
-        raise InputError(f"{keyword} has {len(values)} values, expected {count}", path)
+        raise InputError(f"{keyword} has {len(values)} values, expected {count}")
     if not all(np.isfinite(values)):
-        raise InputError(f"{keyword} is not finite ({values})", path)
+        raise InputError(f"{keyword} is not finite ({values})")
     return values
 
 
-def _rescale(ds: Dataset, path: Path) -> Tuple[float, float]:
-    """(RescaleSlope, RescaleIntercept) of a slice: finite, slope not 0 (1 and 0 when absent)."""
+def _rescale_of(slope_value, intercept_value) -> Tuple[float, float]:
+    """(RescaleSlope, RescaleIntercept) of a slice from their values: finite,
+    slope not 0 (1 and 0 when absent or empty). InputError without a file:
+    the caller names it."""
     try:
-        slope = float(ds.RescaleSlope) if "RescaleSlope" in ds and ds.RescaleSlope not in (None, "") else 1.0
-        intercept = float(ds.RescaleIntercept) if "RescaleIntercept" in ds and ds.RescaleIntercept not in (None, "") else 0.0
+        slope_value, intercept_value = _unwrap(slope_value), _unwrap(intercept_value)
+        slope = float(slope_value) if slope_value is not _ABSENT and slope_value not in (None, "") else 1.0
+        intercept = float(intercept_value) if intercept_value is not _ABSENT and intercept_value not in (None, "") else 0.0
     except (TypeError, ValueError) as exc:
-        raise InputError(f"RescaleSlope/RescaleIntercept is not a number ({exc})", path) from exc
+        raise InputError(f"RescaleSlope/RescaleIntercept is not a number ({exc})") from exc
     if not (np.isfinite(slope) and np.isfinite(intercept)):
-        raise InputError(f"RescaleSlope/RescaleIntercept is not finite ({slope}, {intercept})", path)
+        raise InputError(f"RescaleSlope/RescaleIntercept is not finite ({slope}, {intercept})")
     if slope == 0:
-        raise InputError("RescaleSlope is 0: every pixel would have the same value, the image cannot be read", path)
+        raise InputError("RescaleSlope is 0: every pixel would have the same value, the image cannot be read")
     return slope, intercept
 
 
-def check_uniform_slices(datasets: Sequence[Dataset], paths: Sequence[Path]) -> None:
+def _spacing_of(value) -> List[float]:
+    if value is _ABSENT:
+        raise InputError("image slice without PixelSpacing")
+    spacing = _finite_numbers_of(value, "PixelSpacing", 2)
+    if min(spacing) <= 0:
+        raise InputError(f"PixelSpacing {spacing} is not positive")
+    return spacing
+
+
+def _position_of(value) -> List[float]:
+    if value is _ABSENT:
+        raise InputError("image slice without ImagePositionPatient")
+    position = _finite_numbers_of(value, "ImagePositionPatient", 3)
+    if max(abs(v) for v in position) > MAX_COORDINATE_MM:
+        raise InputError(f"ImagePositionPatient {position} is not a plausible position (beyond {MAX_COORDINATE_MM:g} mm)")
+    return position
+
+
+def _orientation_numbers_of(value) -> None:
+    if value is not _ABSENT:
+        _finite_numbers_of(value, "ImageOrientationPatient", 6)
+
+
+def check_uniform_slices(
+    datasets: Sequence[Dataset], paths: Sequence[Path], values: Optional[SliceValues] = None
+) -> None:
     """Refuse a series whose slices disagree in size, pixel spacing,
     orientation, rescale or pixel format, or carry unusable geometry values
     (not finite, spacing not positive, slope 0). The error names the first
-    slice that differs from the majority of the series, and how."""
+    slice that differs from the majority of the series, and how.
+
+    Each distinct encoding of an attribute is decoded and checked once
+    (``values``: the :class:`SliceValues` of ``datasets``, shared with
+    :func:`series_geometry`); the slices are checked in order, each check
+    in the order a slice-by-slice loop makes them, so the first bad slice
+    gives the error."""
     if not datasets:
         return
-    for ds, path in zip(datasets, paths):
-        if "PixelSpacing" not in ds:
-            raise InputError("image slice without PixelSpacing", path)
-        spacing = _finite_numbers(ds, "PixelSpacing", 2, path)
-        if min(spacing) <= 0:
-            raise InputError(f"PixelSpacing {spacing} is not positive", path)
-        if "ImagePositionPatient" not in ds:
-            raise InputError("image slice without ImagePositionPatient", path)
-        position = _finite_numbers(ds, "ImagePositionPatient", 3, path)
-        if max(abs(v) for v in position) > MAX_COORDINATE_MM:
-            raise InputError(f"ImagePositionPatient {position} is not a plausible position (beyond {MAX_COORDINATE_MM:g} mm)", path)
-        if "ImageOrientationPatient" in ds:
-            _finite_numbers(ds, "ImageOrientationPatient", 6, path)
-        _rescale(ds, path)
+    values = values if values is not None else SliceValues(datasets)
+    checks = [
+        values.derived("PixelSpacing", _spacing_of),
+        values.derived("ImagePositionPatient", _position_of),
+        values.derived("ImageOrientationPatient", _orientation_numbers_of),
+        values.derived(("RescaleSlope", "RescaleIntercept"), _rescale_of),
+    ]
+    for n, path in enumerate(paths[:len(datasets)]):
+        for check in checks:
+            try:
+                check.result(n)
+            except InputError as exc:
+                raise InputError(exc.message, path) from exc.__cause__
     modality = str(getattr(datasets[0], "Modality", ""))
     for keyword, label in UNIFORM_ATTRIBUTES:
         if keyword.startswith("Rescale") and modality in PER_SLICE_RESCALE_MODALITIES:
             continue
-        values = [_uniform_key(ds, keyword) for ds in datasets]
-        common = max(set(values), key=values.count)
-        for value, path in zip(values, paths):
+        keys = values.derived(keyword, _uniform_key_of).results()
+        common = max(set(keys), key=keys.count)
+        for value, path in zip(keys, paths):
             if value != common:
                 raise GeometryError(
-                    f"this slice's {label} is {_show(value)}, the other {values.count(common)} slices of its series have "
+                    f"this slice's {label} is {_show(value)}, the other {keys.count(common)} slices of its series have "
                     f"{_show(common)}: a series must be uniform; remove or fix the slice",
                     path,
                 )
 
 
-def _uniform_key(ds: Dataset, keyword: str):
-    if keyword not in ds or ds[keyword].value in (None, ""):
+def _uniform_key_of(value):
+    """A comparable key of an attribute value: numbers rounded to 4 decimals, else text; None when absent or empty."""
+    value = _unwrap(value)
+    if value is _ABSENT or value in (None, ""):
         return None
-    value = ds[keyword].value
     if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
         value = [value]
     try:
@@ -449,11 +759,14 @@ def _show(value) -> str:
 
 
 def read_image_series(
-    paths: Sequence[PathLike], allow_oblique: bool = False, datasets: Optional[Sequence[Dataset]] = None
+    paths: Sequence[PathLike],
+    allow_oblique: bool = False,
+    datasets: Optional[Sequence[Dataset]] = None,
+    headers: Optional[HeaderCache] = None,
 ) -> ImageVolume:
     """Read the files of one DICOM image series into an :class:`ImageVolume`
     (see :func:`open_image_series` and :meth:`ImageSeries.read`)."""
-    return open_image_series(paths, allow_oblique=allow_oblique, datasets=datasets).read()
+    return open_image_series(paths, allow_oblique=allow_oblique, datasets=datasets, headers=headers).read()
 
 
 def read_itk_image(path: PathLike, modality: str = "") -> ImageVolume:

@@ -18,19 +18,28 @@ study and series they claim to belong to when their header says so
 (:meth:`DicomIndex.problems_of` gives the problems a study cannot be told
 apart from). Symbolic links to folders are followed, each real folder once
 (no loops); a file reached twice through links is indexed once.
+
+With ``keep_headers`` the index keeps the headers of image slices it read
+(:class:`HeaderCache`, bounded) for :func:`DefaceRTLib.image.open_image_series`,
+so a study's slice headers are parsed once: the reader takes each header
+once, uses it only while the file is the one that was read (its status,
+and when its pixel data is read, its header bytes) and reads the file
+itself otherwise.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 from pydicom.dataset import Dataset
 
 from . import dicom_compat
 from .errors import InputError
+from .image import DEFER_PIXELS_BYTES, PixelLocation
 
 PathLike = Union[str, Path]
 
@@ -131,6 +140,8 @@ class DicomIndex:
     patients: List[PatientEntry] = field(default_factory=list)
     non_dicom: List[Path] = field(default_factory=list)
     problems: List[Problem] = field(default_factory=list)
+    #: image slice headers kept for the reader (``index_folder(keep_headers=...)``), None: not kept
+    headers: Optional[HeaderCache] = field(default=None, repr=False, compare=False)
 
     def studies(self) -> List[StudyEntry]:
         return [s for p in self.patients for s in p.studies]
@@ -169,6 +180,89 @@ class DicomIndex:
             raise InputError(first.message + more, first.path)
 
 
+#: the headers an index keeps for the reader at most (about 24 KB each in memory: some 50 MB)
+HEADER_CACHE_FILES = 2048
+
+
+@dataclass(frozen=True)
+class CachedHeader:
+    """An image slice's header as the index read it, for the reader.
+
+    Attributes:
+        dataset: the header as ``dcmread`` read it, up to the pixel data,
+            nothing decoded that reading did not decode (a copy taken
+            before the index looked at it): what
+            :func:`DefaceRTLib.image.open_image_series` gets by reading the
+            file, once it has read and dropped the pixel data.
+        signature: (device, inode, size, mtime ns, ctime ns) of the file
+            when it was read.
+        pixels: where its pixel data lies, with the file's bytes before it
+            (checked when the pixels are read).
+    """
+
+    dataset: Dataset
+    signature: Tuple[int, int, int, int, int]
+    pixels: PixelLocation
+
+
+def file_signature(st: os.stat_result) -> Tuple[int, int, int, int, int]:
+    """(device, inode, size, mtime ns, ctime ns): what changes when a file is replaced or written."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+class HeaderCache:
+    """Image slice headers read by :func:`index_files`, kept for the reader.
+
+    Bounded: at most ``max_files`` headers are kept (the first ones read; a
+    cohort of thousands of studies keeps the headers of its first studies
+    only, the others are read again by the reader). Each header is handed
+    out once (:meth:`take`), and only while the file's status is what it
+    was when it was read; the reader then checks the file's header bytes
+    when it reads the pixel data (:func:`DefaceRTLib.image.read_native_pixels`).
+    Only uncompressed little-endian slices whose pixel data is the last
+    element of the file are kept, so a kept header is exactly what reading
+    the file gives.
+
+    A cache sent to another process (pickled: ``--jobs``, Dask) arrives
+    empty: a worker reads its files itself.
+    """
+
+    def __init__(self, max_files: int = HEADER_CACHE_FILES) -> None:
+        self.max_files = int(max_files)
+        self._entries: Dict[str, CachedHeader] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __reduce__(self):
+        return (HeaderCache, (self.max_files,))
+
+    @property
+    def full(self) -> bool:
+        return len(self._entries) >= self.max_files
+
+    def put(self, path: PathLike, entry: CachedHeader) -> None:
+        if not self.full:
+            self._entries[os.fspath(path)] = entry
+
+    def take(self, path: PathLike) -> Optional[CachedHeader]:
+        """The header of ``path``, removed from the cache; None when it is not
+        kept or the file changed since it was read (then read it again)."""
+        entry = self._entries.pop(os.fspath(path), None)
+        if entry is None:
+            return None
+        try:
+            now = file_signature(os.stat(path))
+        except OSError:
+            return None
+        return entry if now == entry.signature else None
+
+    def discard(self, paths) -> None:
+        """Forget the headers of ``paths`` (a study that was read, or failed)."""
+        for p in paths:
+            self._entries.pop(os.fspath(p), None)
+
+
 def _is_dicom_file(path: Path) -> bool:
     """Part 10 files have 'DICM' at byte 128; raw (preamble-less) files are
     recognised by a plausible first group 0x0008 tag."""
@@ -190,20 +284,26 @@ class _BrokenFile(InputError):
         self.ds = ds
 
 
-def _read_header(path: Path):
-    """Header without pixel data; checks that uncompressed pixel data is complete."""
+def _read_header(path: Path, keep: bool = False) -> Tuple[Dataset, Optional[CachedHeader]]:
+    """Header without pixel data, and (``keep``) the :class:`CachedHeader` of
+    an image slice that can be kept for the reader; checks that uncompressed
+    pixel data is complete."""
     try:
-        return _check_header(path)
+        return _check_header(path, keep)
     except _BrokenFile:
         raise
     except InputError as exc:
         raise _BrokenFile(exc.message) from exc
 
 
-def _check_header(path: Path):
+def _check_header(path: Path, keep: bool = False) -> Tuple[Dataset, Optional[CachedHeader]]:
+    kept = None
     with open(path, "rb") as fp:
+        status = os.fstat(fp.fileno())
         ds = dicom_compat.pydicom.dcmread(fp, stop_before_pixels=True, force=True)
         header_end = fp.tell()
+        if keep:
+            kept = _keepable(fp, ds, status, header_end)
     size = path.stat().st_size
     ts = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "1.2.840.10008.1.2"))
     if ts == DEFLATED:
@@ -215,7 +315,7 @@ def _check_header(path: Path):
             raise _BrokenFile(f"{full.Modality} file without pixel data", full)
         if "PixelData" in full:
             del full.PixelData
-        return full
+        return full, None
     if "Rows" in ds and "Columns" in ds and ts in UNCOMPRESSED:
         frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
         expected = int(ds.Rows) * int(ds.Columns) * frames * int(getattr(ds, "SamplesPerPixel", 1) or 1)
@@ -243,7 +343,57 @@ def _check_header(path: Path):
         problem = encoding_problem(path, ts)
         if problem:
             raise _BrokenFile(f"truncated or corrupt {modality} file: {problem}", ds)
-    return ds
+    return ds, kept
+
+
+def _pristine(ds: Dataset) -> Dataset:
+    """A copy of a dataset just read, with its own element dictionaries, so
+    that decoding elements of ``ds`` leaves the copy as it was read."""
+    out = copy.copy(ds)
+    out._dict = dict(ds._dict)
+    if hasattr(out, "_private_blocks"):
+        out._private_blocks = {}
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None:
+        out.file_meta = copy.copy(meta)
+        out.file_meta._dict = dict(meta._dict)
+    return out
+
+
+def _keepable(fp, ds: Dataset, status: os.stat_result, header_end: int) -> Optional[CachedHeader]:
+    """The :class:`CachedHeader` of an image slice just read from the open
+    file ``fp`` (``ds`` up to ``header_end``), or None when the reader could
+    not use it as it is: not a Part 10 file (no preamble), not uncompressed
+    little endian, not an image slice, pixel data that is not the native
+    (7FE0,0010) element ending the file, or an element the reader would
+    leave in the file (longer than ``DEFER_PIXELS_BYTES``)."""
+    from pydicom.dataelem import RawDataElement
+
+    pristine = _pristine(ds)  # before anything below decodes an element of ds
+    ts = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", ""))
+    if getattr(ds, "preamble", None) is None or ts not in ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1"):
+        return None
+    if str(getattr(ds, "Modality", "")) not in IMAGE_MODALITIES or "Rows" not in ds or "ImagePositionPatient" not in ds:
+        return None
+    if any(isinstance(e, RawDataElement) and e.length != 0xFFFFFFFF and e.length > DEFER_PIXELS_BYTES
+           for e in pristine._dict.values()):
+        return None
+    implicit = ts == "1.2.840.10008.1.2"
+    fp.seek(header_end)
+    head = fp.read(8 if implicit else 12)
+    if head[:4] != b"\xe0\x7f\x10\x00" or len(head) < (8 if implicit else 12):
+        return None
+    if not implicit and (head[4:6] not in (b"OB", b"OW") or head[6:8] != b"\x00\x00"):
+        return None
+    length = int.from_bytes(head[-4:], "little")
+    offset = header_end + len(head)
+    if length == 0xFFFFFFFF or offset + length != status.st_size:
+        return None
+    fp.seek(0)
+    header = fp.read(offset)
+    if len(header) != offset or file_signature(os.fstat(fp.fileno())) != file_signature(status):
+        return None
+    return CachedHeader(pristine, file_signature(status), PixelLocation(offset, length, header, implicit))
 
 
 _VR_LONG = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
@@ -364,9 +514,10 @@ def _rt_object(path: Path, ds: Dataset) -> RTObject:
     return obj
 
 
-def index_files(paths: List[Path], root: Optional[Path] = None) -> DicomIndex:
+def index_files(paths: List[Path], root: Optional[Path] = None, keep_headers: int = 0) -> DicomIndex:
     """Index an explicit list of files (see :func:`index_folder`)."""
     index = DicomIndex(root=Path(root) if root else Path("."))
+    headers = index.headers = HeaderCache(keep_headers) if keep_headers > 0 else None
     patients: Dict[str, PatientEntry] = {}
     studies: Dict[str, StudyEntry] = {}
     series: Dict[str, SeriesEntry] = {}
@@ -394,7 +545,7 @@ def index_files(paths: List[Path], root: Optional[Path] = None) -> DicomIndex:
                 index.problems.append(problem)
             continue
         try:
-            ds = _read_header(path)
+            ds, kept = _read_header(path, headers is not None and not headers.full)
         except _BrokenFile as exc:
             index.problems.append(_problem(path, exc.message, exc.ds))
             continue
@@ -424,6 +575,8 @@ def index_files(paths: List[Path], root: Optional[Path] = None) -> DicomIndex:
                 study.series.append(series[uid])
             series[uid].paths.append(path)
             series[uid].sop_instance_uids.append(str(getattr(ds, "SOPInstanceUID", "")))
+            if kept is not None:
+                headers.put(path, kept)
         else:
             study.other.append(_rt_object(path, ds))
     _link(index)
@@ -496,15 +649,16 @@ def list_files(folder: Path) -> List[Path]:
     return files
 
 
-def index_folder(folder: PathLike) -> DicomIndex:
+def index_folder(folder: PathLike, keep_headers: int = 0) -> DicomIndex:
     """Index every file below ``folder`` (or the single file ``folder``);
-    see :func:`list_files` for symbolic links."""
+    see :func:`list_files` for symbolic links. ``keep_headers``: keep up to
+    that many image slice headers for the reader (:attr:`DicomIndex.headers`)."""
     folder = Path(folder)
     if not folder.exists():
         raise InputError("no such file or folder", folder)
     if folder.is_file():
-        return index_files([folder], folder.parent)
-    return index_files(list_files(folder), folder)
+        return index_files([folder], folder.parent, keep_headers)
+    return index_files(list_files(folder), folder, keep_headers)
 
 
 def _link(index: DicomIndex) -> None:

@@ -24,7 +24,7 @@ from pydicom.dataset import Dataset
 from . import dicom_compat
 from .errors import InputError, OutputError
 from .image import ImageVolume, read_image_series
-from .index import DicomIndex, Problem, StudyEntry, index_folder
+from .index import HEADER_CACHE_FILES, DicomIndex, HeaderCache, Problem, StudyEntry, index_folder
 from .rtdose import DoseVolume
 from .rtstruct import StructureSet
 from .uids import UIDMap
@@ -101,6 +101,7 @@ def load_study_entry(
     modality: str = "CT",
     allow_oblique: bool = False,
     problems: Optional[Sequence[Problem]] = None,
+    headers: Optional[HeaderCache] = None,
 ) -> RTStudy:
     """Read the image series, structure set, doses and plans of one indexed study.
 
@@ -111,7 +112,20 @@ def load_study_entry(
     a series in another frame of reference cannot be defaced with the
     primary's landmarks, so it stops the study with an error naming it
     (nothing is left out silently). The broken files of the study
-    (``problems``, by default ``index.problems_of(entry)``) stop it."""
+    (``problems``, by default ``index.problems_of(entry)``) stop it.
+    ``headers`` (by default ``index.headers``) gives the slice headers the
+    index kept (:class:`~DefaceRTLib.index.HeaderCache`): they are not read
+    again, and are dropped from it once the study is read (or failed)."""
+    if headers is None and index is not None:
+        headers = index.headers
+    try:
+        return _load_study_entry(entry, index, modality, allow_oblique, problems, headers)
+    finally:
+        if headers is not None:  # what is left of this study's headers is not needed any more
+            headers.discard(p for s in entry.series for p in s.paths)
+
+
+def _load_study_entry(entry, index, modality, allow_oblique, problems, headers) -> RTStudy:
     all_series = entry.image_series()
     series = entry.image_series(modality) or all_series
     if not series:
@@ -138,8 +152,8 @@ def load_study_entry(
                 "remove it from this study's folder or register it to the planning CT",
                 s.paths[0].parent,
             )
-    image = read_image_series(primary.paths, allow_oblique=allow_oblique)
-    others = [read_image_series(s.paths, allow_oblique=allow_oblique) for s in all_series if s is not primary]
+    image = read_image_series(primary.paths, allow_oblique=allow_oblique, headers=headers)
+    others = [read_image_series(s.paths, allow_oblique=allow_oblique, headers=headers) for s in all_series if s is not primary]
     structure_set = None
     mine = [ss for ss in structure_sets if ss.image_series_uid == primary.uid]
     if not mine and structure_sets:
@@ -169,8 +183,8 @@ def load_study_entry(
 
 
 def load_study(path: PathLike, modality: str = "CT", allow_oblique: bool = False) -> RTStudy:
-    """Index ``path`` (a folder holding one study) and read it."""
-    index = index_folder(path)
+    """Index ``path`` (a folder holding one study) and read it (each slice header parsed once)."""
+    index = index_folder(path, keep_headers=HEADER_CACHE_FILES)
     entry = select_study(index, path)
     study = load_study_entry(entry, index, modality=modality, allow_oblique=allow_oblique)
     study.source = Path(path)

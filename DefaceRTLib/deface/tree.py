@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import DefaceRTError, InputError, OutputError
-from ..index import DicomIndex, Problem, RTObject, StudyEntry
+from ..index import DicomIndex, HeaderCache, Problem, RTObject, StudyEntry
 from ..study import (
     ClaimedRoot,
     check_output_location,
@@ -61,7 +61,9 @@ class StudyJob:
     ``unlinked_structure_sets`` the structure sets in its folders that link
     to no image series (to name one that belongs to another CT);
     ``pseudonym`` its patient's pseudonym when de-identifying (assigned by
-    the parent, which alone writes the map).
+    the parent, which alone writes the map); ``headers`` the slice headers
+    the index kept, read again where they are not (see
+    :func:`~DefaceRTLib.study.load_study_entry`).
     """
 
     number: int
@@ -72,6 +74,8 @@ class StudyJob:
     unlinked_structure_sets: List[RTObject] = field(default_factory=list)
     pseudonym: Optional[object] = None  # DefaceRTLib.deidentify.Pseudonym
     patient_name: str = ""
+    #: the slice headers the index kept (:class:`~DefaceRTLib.index.HeaderCache`; arrives empty in a worker process)
+    headers: Optional[HeaderCache] = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -147,7 +151,7 @@ def _deface_prepared(job: StudyJob, target: OutputTarget, options, prepared_qa):
     try:
         before = file_signatures(files)
         t0 = time.perf_counter()
-        study = load_study_entry(job.entry, problems=job.problems)
+        study = load_study_entry(job.entry, problems=job.problems, headers=job.headers)
         read_s = time.perf_counter() - t0
         if study.structure_set is None and not options.manual_eye_centres and not options.auto_landmarks:
             _raise_for_unlinked_structure_set(job.unlinked_structure_sets, source, study)
@@ -283,7 +287,7 @@ def plan_jobs(index: DicomIndex, entries: Sequence[StudyEntry], pseudonyms=None)
             if len(entries) > 1:
                 rel = Path(pseudonym.patient_id if pseudonym else "_") / f"study_{n + 1:03d}"
         jobs.append(StudyJob(n, entry, source, rel.as_posix(), index.problems_of(entry), unlinked, pseudonym,
-                             names.get(entry.uid, "")))
+                             names.get(entry.uid, ""), index.headers))
     return jobs
 
 
@@ -344,10 +348,11 @@ def run_tree(
 
 
 def _run_locked(input_path, output_path, options, overwrite, dry_run, progress, qa_root, cohort):
-    from ..index import index_folder
+    from ..index import HEADER_CACHE_FILES, index_folder
     from .pipeline import RunReport, StudyOutcome
 
-    index = index_folder(input_path if input_path.is_dir() else input_path.parent)
+    # slice headers kept for the reader (bounded): a study read in this process parses each header once
+    index = index_folder(input_path if input_path.is_dir() else input_path.parent, keep_headers=HEADER_CACHE_FILES)
     entries = [s for s in index.studies() if s.series]
     if not entries:
         index.raise_on_errors()  # a broken file is the likelier reason: name it
