@@ -496,7 +496,7 @@ def _read_roi_contours_fast(dataset: Dataset):
         # every coordinate of the sequence converted in one call
         counts = [data.count(b"\\") + 1 if data else 0 for _, _, _, data, _ in found]
         joined = b"\\".join(data for _, _, _, data, _ in found if data).decode("ascii", errors="replace")
-        values = np.array(joined.split("\\"), dtype=float) if joined else np.zeros(0)
+        values = _ds_numbers(joined, sum(counts)) if joined else np.zeros(0)
     except (TypeError, ValueError):  # malformed numbers: pydicom's reading reports them
         return None
     start = 0
@@ -509,6 +509,24 @@ def _read_roi_contours_fast(dataset: Dataset):
             check_contour_points(points, declared)  # raises, naming the counts
         contours[number].append(Contour(points, kind, refs))
     return items, bool(raw.is_implicit_VR), colours, contours
+
+
+def _ds_numbers(text: str, count: int) -> np.ndarray:
+    """The ``count`` numbers of backslash-separated DS values, each as
+    ``float()`` reads it: numpy's C parser (the same correctly rounded
+    conversion) where it reads exactly ``count`` numbers, otherwise one
+    ``float()`` per value, which raises ``ValueError`` for a bad one."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy warns when it stops before the end of the text
+        try:
+            values = np.fromstring(text, sep="\\")
+        except (ValueError, DeprecationWarning):
+            values = None
+    if values is None or values.size != count:
+        values = np.array(text.split("\\"), dtype=float)
+    return values
 
 
 def _replaced_contour_item(item: list, contours: Sequence[Contour]) -> list:

@@ -22,7 +22,7 @@ referenced SOP instance UIDs, which the writer maps.
 
 from __future__ import annotations
 
-from struct import pack, unpack_from
+from struct import Struct, pack
 from typing import Callable, List, Optional, Tuple, Union
 
 #: element = (tag, VR, value): value is the original bytes, or a list of items (lists of elements) for SQ
@@ -80,19 +80,35 @@ def parse_sequence(value: bytes, implicit: bool) -> Optional[List[Item]]:
     return items if pos == len(value) else None
 
 
+# Readers of element headers. A little-endian (group, element) pair read as one 32-bit number is
+# element << 16 | group: the tables below are keyed that way, so a header is one unpack and one lookup.
+_U32 = Struct("<L").unpack_from
+_U32_U32 = Struct("<LL").unpack_from  # (tag key, length): item headers, implicit VR element headers
+_U32_VR_U16 = Struct("<L2sH").unpack_from  # (tag key, VR, length): explicit VR element headers
+
+
+def _key(tag: int) -> int:
+    return (tag & 0xFFFF) << 16 | tag >> 16
+
+
+_ITEM_KEY, _ITEM_END_KEY, _SEQUENCE_END_KEY = _key(ITEM), _key(ITEM_END), _key(SEQUENCE_END)
+#: tag key -> (tag, VR, VR as encoded, 4-byte length in explicit VR)
+_KNOWN_BY_KEY = {_key(tag): (tag, vr, vr.encode("ascii"), vr in _LONG_VRS) for tag, vr in KNOWN_TAGS.items()}
+
+
 def _items(b: bytes, pos: int, end: Optional[int], implicit: bool) -> Tuple[List[Item], int]:
     items: List[Item] = []
+    size = len(b)
     while end is None or pos < end:
-        if pos + 8 > len(b):
+        if pos + 8 > size:
             raise _Unsupported
-        group, elem, length = unpack_from("<HHL", b, pos)
+        key, length = _U32_U32(b, pos)
         pos += 8
-        tag = group << 16 | elem
-        if tag == SEQUENCE_END:
+        if key == _SEQUENCE_END_KEY:
             if end is not None and pos != end:
                 raise _Unsupported
             return items, pos
-        if tag != ITEM:
+        if key != _ITEM_KEY:
             raise _Unsupported
         if length == UNDEFINED:
             elements, pos = _elements(b, pos, None, implicit)
@@ -106,42 +122,44 @@ def _items(b: bytes, pos: int, end: Optional[int], implicit: bool) -> Tuple[List
 
 def _elements(b: bytes, pos: int, end: Optional[int], implicit: bool) -> Tuple[Item, int]:
     out: Item = []
+    append = out.append
+    size = len(b)
+    known_by_key = _KNOWN_BY_KEY
     while end is None or pos < end:
-        if pos + 8 > len(b):
+        if pos + 8 > size:
             raise _Unsupported
-        group, elem = unpack_from("<HH", b, pos)
-        tag = group << 16 | elem
-        if tag == ITEM_END:
+        if implicit:
+            key, length = _U32_U32(b, pos)
+        else:
+            key, vr_bytes, length = _U32_VR_U16(b, pos)
+        if key == _ITEM_END_KEY:
             if end is not None:
                 raise _Unsupported
             return out, pos + 8
-        known = KNOWN_TAGS.get(tag)
+        known = known_by_key.get(key)
         if known is None:
             raise _Unsupported  # private or unexpected attribute: pydicom handles it
+        tag, vr, encoded_vr, long_length = known
         if implicit:
-            (length,) = unpack_from("<L", b, pos + 4)
-            vr = known
             pos += 8
         else:
-            vr = b[pos + 4: pos + 6].decode("ascii")
-            if vr != known:
+            if vr_bytes != encoded_vr:
                 raise _Unsupported
-            if vr in _LONG_VRS:
-                (length,) = unpack_from("<L", b, pos + 8)
+            if long_length:
+                (length,) = _U32(b, pos + 8)
                 pos += 12
             else:
-                (length,) = unpack_from("<H", b, pos + 6)
                 pos += 8
         if vr == "SQ":
             if length == UNDEFINED:
                 items, pos = _items(b, pos, None, implicit)
             else:
                 items, pos = _items(b, pos, pos + length, implicit)
-            out.append((tag, vr, items))
+            append((tag, vr, items))
         else:
-            if length == UNDEFINED or pos + length > len(b):
+            if length == UNDEFINED or pos + length > size:
                 raise _Unsupported
-            out.append((tag, vr, b[pos: pos + length]))
+            append((tag, vr, b[pos: pos + length]))
             pos += length
     if pos != end:
         raise _Unsupported

@@ -119,3 +119,19 @@ def test_input_dataset_never_modified(rtstruct_file, tmp_path):
     ss.copy().write(tmp_path / "a.dcm", finalize=uid_map.remap_dataset, uid_map=uid_map)
     ss.copy().write(tmp_path / "b.dcm", finalize=uid_map.remap_dataset)  # pydicom path
     assert ss.dataset == before
+
+
+def test_contour_numbers_parsed_as_float_reads_them():
+    """The coordinates of the whole sequence are converted in one numpy call;
+    where it does not read exactly the values there are, each is read by
+    float() (which refuses a bad one), so the numbers never differ."""
+    from DefaceRTLib.rtstruct import _ds_numbers
+
+    rng = np.random.default_rng(4)
+    values = [f"{v:.6g}" for v in rng.uniform(-400, 400, 3000)] + ["1e-05", "-0", "+3", ".5", "5.", "1E2"]
+    np.testing.assert_array_equal(_ds_numbers("\\".join(values), len(values)), [float(v) for v in values])
+    assert _ds_numbers(" 1 \\2 ", 2).tolist() == [1.0, 2.0]  # padded values: numpy stops early, float() reads them
+    with pytest.raises(ValueError):
+        _ds_numbers("1\\2\\x", 3)
+    with pytest.raises(ValueError):
+        _ds_numbers("1\\2\\", 3)  # an empty value
