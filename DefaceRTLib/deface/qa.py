@@ -676,17 +676,24 @@ def write_qa_views(views: QAViews, folder: Path, figure_name: str, title: Option
 
 def prepare_qa_drawing() -> None:
     """Import what drawing the QA files needs (matplotlib with its Agg
-    backend, Pillow's PNG writer): half a second, done in advance by a
-    process that will draw them (:class:`DefaceRTLib.forked.PreparedCall`)."""
+    backend, Pillow's PNG writer) and draw one tiny figure (fonts, colour
+    maps and the PNG writer loaded): about 0.6 s, done in advance by a
+    process that will draw them (:class:`DefaceRTLib.forked.PreparedCall`);
+    the first QA figure then draws 0.25 s faster."""
+    import io
+
     import matplotlib
 
     matplotlib.use("Agg", force=False)
-    import matplotlib.backends.backend_agg  # noqa: F401
-    import matplotlib.cm  # noqa: F401
-    import matplotlib.collections  # noqa: F401
-    import matplotlib.figure  # noqa: F401
-    import matplotlib.legend  # noqa: F401
-    import PIL.PngImagePlugin  # noqa: F401
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(1, 1))
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.imshow(np.zeros((4, 4)), cmap="gray")
+    ax.plot([0, 1], [0, 1])
+    ax.text(0, 0, "QA", fontsize=8, fontweight="bold")
+    ax.legend(handles=ax.lines[:1], labels=["QA"])
+    fig.savefig(io.BytesIO(), format="png", pil_kwargs=PNG_OPTIONS)
 
 
 def _write_qa(views: QAViews, folder: Path, figure_name: str, face: dict, title: Optional[str]) -> List[Path]:
