@@ -349,10 +349,12 @@ def run_tree(
 
 def _run_locked(input_path, output_path, options, overwrite, dry_run, progress, qa_root, cohort):
     from ..index import HEADER_CACHE_FILES, index_folder
-    from .pipeline import RunReport, StudyOutcome
+    from .pipeline import RunReport, StudyOutcome, _full_collections_paused
 
-    # slice headers kept for the reader (bounded): a study read in this process parses each header once
-    index = index_folder(input_path if input_path.is_dir() else input_path.parent, keep_headers=HEADER_CACHE_FILES)
+    # slice headers kept for the reader (bounded): a study read in this process parses each header once;
+    # they live on, so full garbage collections while indexing would walk them again and again
+    with _full_collections_paused():
+        index = index_folder(input_path if input_path.is_dir() else input_path.parent, keep_headers=HEADER_CACHE_FILES)
     entries = [s for s in index.studies() if s.series]
     if not entries:
         index.raise_on_errors()  # a broken file is the likelier reason: name it
