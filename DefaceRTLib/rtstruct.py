@@ -152,7 +152,9 @@ def _format_ds_text(values: np.ndarray) -> str:
     by backslashes, formatted in one operation when every value is below
     1e10 in magnitude ("%.6g" formats as the f-string of the loop does)."""
     values = np.asarray(values, dtype=float).ravel()
-    if not np.all(np.abs(values) < 1e10):
+    if not values.size:
+        return ""
+    if not np.abs(values).max() < 1e10:  # (not <: also for NaN)
         return "\\".join(_format_ds(values))
     return "\\".join(["%.6g"] * values.size) % tuple(values.tolist())
 

@@ -22,8 +22,8 @@ referenced SOP instance UIDs, which the writer maps.
 
 from __future__ import annotations
 
-from struct import Struct, pack
-from typing import Callable, List, Optional, Tuple, Union
+from struct import Struct
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 #: element = (tag, VR, value): value is the original bytes, or a list of items (lists of elements) for SQ
 Element = Tuple[int, str, Union[bytes, list]]
@@ -192,31 +192,46 @@ def text_values(items: List[Item]):
 def encode_sequence(items: List[Item], implicit: bool, map_uid: Callable[[str], str]) -> bytes:
     """Encode items (defined lengths) as the value of a sequence element;
     referenced SOP instance UIDs go through ``map_uid``."""
+    return _encode_items(items, implicit, map_uid, {})
+
+
+_ITEM = Struct("<HHL").pack  # item tag and defined length; implicit VR element header too
+_EXPLICIT_LONG = Struct("<HH2sHL").pack
+_EXPLICIT_SHORT = Struct("<HH2sH").pack
+
+
+def _encode_items(items: List[Item], implicit: bool, map_uid: Callable[[str], str], mapped: Dict[bytes, bytes]) -> bytes:
+    """:func:`encode_sequence`; ``mapped`` holds each referenced UID value
+    already mapped (the same few image UIDs recur in thousands of items)."""
     parts = []
     for elements in items:
-        body = _encode_elements(elements, implicit, map_uid)
-        parts.append(pack("<HHL", 0xFFFE, 0xE000, len(body)))
+        body = _encode_elements(elements, implicit, map_uid, mapped)
+        parts.append(_ITEM(0xFFFE, 0xE000, len(body)))
         parts.append(body)
     return b"".join(parts)
 
 
-def _encode_elements(elements: Item, implicit: bool, map_uid: Callable[[str], str]) -> bytes:
+def _encode_elements(elements: Item, implicit: bool, map_uid: Callable[[str], str], mapped: Dict[bytes, bytes]) -> bytes:
     parts = []
+    append = parts.append
     for tag, vr, value in elements:
         if vr == "SQ":
-            value = encode_sequence(value, implicit, map_uid)
+            value = _encode_items(value, implicit, map_uid, mapped)
         elif tag in _MAPPED_UIDS and value:
-            value = pad("\\".join(map_uid(v) for v in text(value).split("\\")), "UI")
+            new = mapped.get(value)
+            if new is None:
+                new = mapped[value] = pad("\\".join(map_uid(v) for v in text(value).split("\\")), "UI")
+            value = new
         group, elem = tag >> 16, tag & 0xFFFF
         if implicit:
-            parts.append(pack("<HHL", group, elem, len(value)))
+            append(_ITEM(group, elem, len(value)))
         elif vr in _LONG_VRS:
-            parts.append(pack("<HH2sHL", group, elem, vr.encode("ascii"), 0, len(value)))
+            append(_EXPLICIT_LONG(group, elem, vr.encode("ascii"), 0, len(value)))
         else:
             if len(value) > 0xFFFF:
                 raise ValueError(f"value of ({group:04X},{elem:04X}) too long for explicit VR {vr}")
-            parts.append(pack("<HH2sH", group, elem, vr.encode("ascii"), len(value)))
-        parts.append(value)
+            append(_EXPLICIT_SHORT(group, elem, vr.encode("ascii"), len(value)))
+        append(value)
     return b"".join(parts)
 
 
