@@ -197,12 +197,14 @@ def _value_key(value):
     return (type(value).__name__, str(value), getattr(value, "original_string", None))
 
 
-def changed_tags(stored: dict, before: dict) -> Optional[List[int]]:
+def changed_tags(stored: dict, before: dict, keys: Optional[dict] = None) -> Optional[List[int]]:
     """Tags whose elements differ between two top-level element dicts
     (:func:`undecoded_elements`), in the sense of :func:`element_key`; None
     when they hold different tags or an element cannot be compared.
     Undecoded elements are compared by their bytes and encoding without
-    building keys (the common case: two slice headers as read)."""
+    building keys (the common case: two slice headers as read). ``keys``,
+    when given, keeps the keys of decoded elements between calls (elements
+    compared again, as each slice header with the next one's, are keyed once)."""
     from pydicom.dataelem import RawDataElement
 
     if stored.keys() != before.keys():
@@ -218,12 +220,25 @@ def changed_tags(stored: dict, before: dict) -> Optional[List[int]]:
                     or elem.is_little_endian != other.is_little_endian):
                 changed.append(tag)
             continue
-        key, other_key = element_key(elem), element_key(other)
+        key, other_key = _cached_key(elem, keys), _cached_key(other, keys)
         if key is None or other_key is None:
             return None
         if key != other_key:
             changed.append(tag)
     return changed
+
+
+def _cached_key(elem, keys: Optional[dict]):
+    """:func:`element_key` of ``elem``, kept in ``keys`` (by identity, the
+    element held with its key) when given."""
+    if keys is None:
+        return element_key(elem)
+    hit = keys.get(id(elem))
+    if hit is not None and hit[0] is elem:
+        return hit[1]
+    key = element_key(elem)
+    keys[id(elem)] = (elem, key)
+    return key
 
 
 def element_keys(ds: Dataset) -> dict:

@@ -889,7 +889,7 @@ def write_image_series(
     headers = volume.datasets if len(volume.datasets) == nk else None
     template = _new_slice_dataset(volume) if headers is None else None
     iop = [float(f"{v:.6f}") for v in np.r_[g.direction_matrix[:, 0], g.direction_matrix[:, 1]]]
-    encoder = SeriesEncoder(finalize)
+    encoder = SeriesEncoder(finalize, SLICE_TAGS)
     paths = []
     # encode here, write on a background thread (see background_writer)
     with BackgroundWriter() as writer:
@@ -927,6 +927,11 @@ def _slice_dataset(volume: ImageVolume, k: int, header: Dataset, new: bool, iop:
         slope, intercept = volume.rescale[k] if volume.rescale else (1.0, 0.0)
     _set_slice_elements(ds, ds, volume, k, iop, slope, intercept)
     return ds
+
+
+#: what :func:`_set_slice_elements` sets: Image Position (Patient), Image
+#: Orientation (Patient), Instance Number, Pixel Data
+SLICE_TAGS = (0x00200032, 0x00200037, 0x00200013, 0x7FE00010)
 
 
 def _set_slice_elements(

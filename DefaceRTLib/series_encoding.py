@@ -23,7 +23,7 @@ same transfer syntax, same file meta apart from the SOP Instance UID).
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional
 
 from pydicom.dataset import Dataset, FileMetaDataset
 
@@ -108,12 +108,17 @@ class SeriesEncoder:
             previous one's elements only when it is an
             :class:`ElementwiseFinalize` (or None), and only where its
             ``elementwise`` allows.
+        slice_tags: the tags :meth:`encode`'s ``set_slice_elements`` sets
+            on every slice (their header elements are not copied: they
+            would be replaced).
     """
 
-    def __init__(self, finalize: Optional[Callable[[Dataset], None]]) -> None:
+    def __init__(self, finalize: Optional[Callable[[Dataset], None]], slice_tags: Iterable[int] = ()) -> None:
         if finalize is None:
             finalize = ElementwiseFinalize(lambda ds: None, lambda tag, vr: True)
         self.finalize = finalize
+        self.slice_tags = frozenset(slice_tags)
+        self._keys: dict = {}  # keys of decoded header elements (dicom_compat.changed_tags)
         # (input elements, input file meta elements, output parts, output Specific Character Set)
         self._last: Optional[tuple] = None
 
@@ -122,7 +127,7 @@ class SeriesEncoder:
         header, never modified) to which ``set_slice_elements(ds, header)``
         gives the slice's own elements (position, pixel data...; it may read
         the pixel format from ``header``), then ``finalize``. ``set_slice_elements``
-        must set the same elements on every slice."""
+        must set the same elements (``slice_tags``) on every slice."""
         stored = dicom_compat.undecoded_elements(header)
         meta = dicom_compat.undecoded_elements(getattr(header, "file_meta", None) or Dataset())
         data = self._encode_from_last(header, set_slice_elements, stored, meta)
@@ -144,8 +149,8 @@ class SeriesEncoder:
         if self._last is None or not isinstance(self.finalize, ElementwiseFinalize):
             return None
         last_stored, last_meta, parts, encodings = self._last
-        changed = dicom_compat.changed_tags(stored, last_stored)
-        changed_meta = dicom_compat.changed_tags(meta, last_meta)
+        changed = dicom_compat.changed_tags(stored, last_stored, self._keys)
+        changed_meta = dicom_compat.changed_tags(meta, last_meta, self._keys)
         if changed is None or changed_meta is None or SPECIFIC_CHARACTER_SET in changed:
             return None
         if any(tag not in _META_FROM_DATASET for tag in changed_meta):
@@ -154,9 +159,11 @@ class SeriesEncoder:
         if not all(elementwise(tag, stored[tag].VR) for tag in changed):
             return None
         # the changed elements and the slice's own, finalized on their own
-        part = Dataset({tag: dicom_compat.copy_element(stored[tag]) for tag in changed})
+        part = Dataset({tag: dicom_compat.copy_element(stored[tag]) for tag in changed if tag not in self.slice_tags})
         set_slice_elements(part, header)
         own = dicom_compat.undecoded_elements(part)
+        if not self.slice_tags <= own.keys():
+            raise ValueError("set_slice_elements did not set every one of slice_tags")
         if not all(elementwise(tag, elem.VR) for tag, elem in own.items()):
             return None
         part.file_meta = FileMetaDataset()
@@ -164,10 +171,11 @@ class SeriesEncoder:
             # remapped as the full path does (the UID map then holds the same UIDs)
             part.file_meta[MEDIA_STORAGE_SOP_INSTANCE_UID] = dicom_compat.copy_element(meta[MEDIA_STORAGE_SOP_INSTANCE_UID])
         self.finalize.apply_elementwise(part)
+        done = dicom_compat.undecoded_elements(part)  # as stored: undecoded ones are written as they are
         elements = dict(parts.elements)  # the output's character set is the previous one's: it did not change
         for tag in set(changed) | set(own):
-            if tag in part:
-                elements[tag] = dicom_compat.encode_element(part[tag], encodings)
+            if tag in done:
+                elements[tag] = dicom_compat.encode_element(done[tag], encodings)
             else:
                 elements.pop(tag, None)
         new_meta = dict(parts.meta)
