@@ -204,3 +204,27 @@ def test_stored_values_computed_in_the_stored_type_are_exact(signed: bool, bits_
             stored = to_stored_values(values, ds, 1.0, intercept)
             assert stored.dtype == np.dtype(f"<{'i' if signed else 'u'}{ds.BitsAllocated // 8}")
             assert np.array_equal(stored.astype(np.int64), wide)
+
+
+def test_series_checks_leave_headers_as_read_and_name_the_first_bad_slice(tmp_path):
+    """The checks decode each distinct header value once without storing it in
+    the datasets (their elements stay undecoded, written as they were read),
+    and a bad value shared by several slices is reported on the first of them
+    in file order."""
+    from pydicom.datadict import tag_for_keyword
+    from pydicom.dataelem import RawDataElement
+
+    from DefaceRTLib.image import open_image_series
+
+    paths = write_image_series(make_volume(make_geometry(size=(6, 5, 5))), tmp_path)
+    series = open_image_series(paths)
+    for ds in series.datasets:
+        for keyword in ("PixelSpacing", "ImageOrientationPatient", "RescaleSlope", "Rows", "BitsStored"):
+            assert isinstance(ds._dict[tag_for_keyword(keyword)], RawDataElement), keyword
+    for n in (3, 1):  # the same bad bytes in slices 2 and 4
+        ds = dicom_compat.dcmread(paths[n])
+        ds.PixelSpacing = [0.0, 0.9]
+        dicom_compat.save(ds, paths[n])
+    with pytest.raises(InputError, match="PixelSpacing .* is not positive") as err:
+        read_image_series(paths)
+    assert err.value.where == str(paths[1])
