@@ -349,19 +349,18 @@ def _start_qa(result: DefaceResult, options: DefaceOptions, qa_file: Optional[Pa
     drawing libraries while the study was read and defaced: without face QA
     it draws from the result's :class:`~.qa.QAViews`, sent to it; else it is
     stopped and the QA is drawn as above."""
-    if not options.write_qa_figure or qa_file is None:
-        if prepared is not None:
-            prepared.cancel()
-        return None
     from ..forked import ForkedCall
     from .qa import qa_views, write_qa_views, write_study_qa
 
+    wanted = options.write_qa_figure and qa_file is not None
     title = str(result.original.source) if result.original.source else None
-    if prepared is not None and options.qa_face == "off":
+    if prepared is not None and wanted and options.qa_face == "off":
         prepared.call(write_qa_views, qa_views(result), qa_file.parent, qa_file.name, title)
         return prepared
     if prepared is not None:
-        prepared.cancel()
+        prepared.cancel()  # no QA wanted, or face QA, which needs the whole result
+    if not wanted:
+        return None
     return ForkedCall(write_study_qa, result, qa_file.parent, qa_file.name, options.qa_face, title)
 
 

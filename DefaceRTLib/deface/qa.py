@@ -185,16 +185,6 @@ def _extents_above(array: np.ndarray, threshold: float) -> Optional[List[np.ndar
     return None if idx[0].size == 0 else idx
 
 
-def _result_field_of_view(result) -> Tuple[float, Tuple[float, float, float]]:
-    """:func:`field_of_view` of a result's input image, computed once for the
-    figure and the thumbnails."""
-    fov = getattr(result, "_qa_field_of_view", None)
-    if fov is None:
-        fov = field_of_view(result.original.image, result.landmarks)
-        result._qa_field_of_view = fov
-    return fov
-
-
 def _window(axis: int, side: float, centre: Sequence[float]) -> Tuple[Tuple[float, float], Tuple[float, float]]:
     """(xlim, ylim) of a view, in the orientation of :func:`plane`'s extent."""
     row_ax, col_ax, flip = _VIEWS[axis]
@@ -393,7 +383,7 @@ def qa_views(result) -> QAViews:
     eye = lm.eyes[0]
     front = min(e.anterior_y for e in lm.eyes)
     coords = {2: lm.middle_plane_z, 0: float(eye.centroid[0]), 1: float(front)}
-    side, centre = _result_field_of_view(result)
+    side, centre = field_of_view(before, lm)
     dose_b = result.original.doses[0] if result.original.doses else None
     dose_a = result.defaced.doses[0] if result.defaced.doses else None
     dmax = float(dose_b.array.max()) if dose_b is not None and dose_b.array.size else 0.0
@@ -436,18 +426,13 @@ def qa_figure(result, path: Path, dpi: int = DPI, title: Optional[str] = None) -
 
 def removed_tissue_cc(result, hu: float = -400.0) -> float:
     """Volume (cc) of the removed region that was tissue (above ``hu``) in the input CT."""
-    cached = getattr(result, "_qa_removed_tissue_cc", None)
-    if cached is not None and cached[0] == hu:
-        return cached[1]
     g = result.original.image.geometry
     box = result.image_mask.box  # no voxel outside it is removed
     n = 0
     if box is not None:  # slice by slice: no box-sized temporary arrays
         image, mask = result.original.image.array[box], result.image_mask.mask[box]
         n = sum(int(np.count_nonzero((image[k] > hu) & mask[k])) for k in range(image.shape[0]))
-    cc = n * float(np.prod(g.spacing)) / 1000.0
-    result._qa_removed_tissue_cc = (hu, cc)
-    return cc
+    return n * float(np.prod(g.spacing)) / 1000.0
 
 
 def build_qa_figure(result, title: Optional[str] = None):
@@ -498,11 +483,9 @@ def build_qa_figure(result, title: Optional[str] = None):
                 else:
                     ax.contour(msk.astype(np.uint8), levels=[0.5], colors=[REMOVED_COLOUR], linewidths=1.2,
                                extent=extent, origin="upper")
-            if dose is not None and norm is not None:
-                d = dose
-                if d.max() >= norm.vmin:
-                    ax.imshow(np.ma.masked_where(d < norm.vmin, d), cmap=DOSE_CMAP, norm=norm, alpha=DOSE_ALPHA,
-                              extent=extent, interpolation="nearest")
+            if dose is not None and norm is not None and dose.max() >= norm.vmin:
+                ax.imshow(np.ma.masked_where(dose < norm.vmin, dose), cmap=DOSE_CMAP, norm=norm, alpha=DOSE_ALPHA,
+                          extent=extent, interpolation="nearest")
             drawn_rois.update(_draw_contours(ax, outlines, axis, at, qv.spacing_z))
             _cut_lines(ax, axis, at, region, xlim, ylim)
             pts = np.array([e.centroid for e in lm.eyes], float)
