@@ -1,7 +1,9 @@
 """The ``defacert`` entry point and ``defacert info``."""
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from foundation_helpers import make_geometry, make_volume
@@ -66,3 +68,27 @@ def test_negative_coordinates_parse_as_option_values():
     argv = _join_coordinate_values(["deface", "in", "out", "--eye-center", "-33,-60,20", "--eye-center", "33,-60,20"])
     args = build_parser().parse_args(argv)
     assert [tuple(p) for p in args.eye_center] == [(-33.0, -60.0, 20.0), (33.0, -60.0, 20.0)]
+
+
+def test_a_command_imports_only_its_own_module_and_exit_skips_the_last_collection(tmp_path):
+    """``defacert info`` builds only its subcommand (the comparison, rendering
+    and phantom commands' imports are not paid), the full parser still lists
+    every command, and the process entry (no argv) ends with the collector's
+    objects frozen, so the interpreter's exit does not walk them again."""
+    from DefaceRTLib.cli import build_parser, command_names
+
+    names = command_names()
+    assert {"deface", "compare", "info", "phantom", "render"} <= set(names)
+    full = build_parser()._subparsers._group_actions[0].choices
+    assert sorted(full) == names
+    only = build_parser("info")._subparsers._group_actions[0].choices
+    assert sorted(only) == ["info"]
+    assert sorted(build_parser("no-such-command")._subparsers._group_actions[0].choices) == names
+    code = (
+        "import gc, sys; from DefaceRTLib import cli; sys.argv = ['defacert', 'info', sys.argv[1]]; rc = cli.main(); "
+        "print(rc, gc.get_freeze_count() > 0, sorted(m for m in ('DefaceRTLib.commands.compare', "
+        "'DefaceRTLib.commands.phantom', 'DefaceRTLib.commands.render') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, cwd=str(tmp_path),
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert out.stdout.split("\n")[-2] == "3 True []", out.stdout + out.stderr
