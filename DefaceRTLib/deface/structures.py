@@ -227,7 +227,8 @@ def clip_contour(contour: Contour, z: float, region: CutRegion, kept: Optional[B
     if contour.is_closed_planar:
         poly = _polygon(p)
         result = poly.intersection(keep_region)
-        if poly.symmetric_difference(result).area <= MIN_AREA_MM2:
+        # what the clip removed, poly minus result (result lies inside poly): its area without overlaying them again
+        if poly.area - result.area <= MIN_AREA_MM2:
             return [contour]
         out = []
         for part in _polygons_of(result):
