@@ -289,3 +289,79 @@ def test_lock_is_not_kept_by_a_forked_child(tmp_path):
             pass
     finally:
         os.kill(child, signal.SIGKILL)
+
+
+# ------------------------------------------------- work done alongside a study
+def test_input_checksums_on_a_thread_equal_the_files_and_leave_no_thread(patients):
+    import hashlib
+    import threading
+
+    from DefaceRTLib.deface.cohort import InputChecksums, file_checksums
+
+    paths = sorted(p for p in patients[0].rglob("*.dcm"))
+    before = threading.active_count()
+    sums = InputChecksums(paths)
+    sums.start()
+    got = sums.result()
+    assert threading.active_count() == before  # joined: forking afterwards is safe
+    assert got == {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
+    assert got == file_checksums(paths, threads=1) == file_checksums(paths, threads=2)
+    assert InputChecksums(paths).result() == got  # never started: computed when asked
+
+
+def test_unreadable_input_for_its_checksum_fails_the_study_before_anything_is_written(patients, tmp_path, monkeypatch):
+    """The inputs are checksummed while the study is read and defaced: a file
+    that cannot be read for it fails the study as an input error naming the
+    file, and nothing is committed (the study waits for its checksums)."""
+    from DefaceRTLib.deface import DefaceOptions, deface_path
+    from DefaceRTLib.deface import cohort as C
+    from DefaceRTLib.errors import InputError
+
+    victim = sorted((patients[0]).rglob("*.dcm"))[3]
+    real = C.sha256_file
+
+    def unreadable(path):
+        if Path(path) == victim:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(C, "sha256_file", unreadable)
+    out = tmp_path / "out"
+    with pytest.raises(InputError) as err:
+        deface_path(patients[0], out, DefaceOptions(write_qa_figure=False, deidentification=None))
+    assert f"{victim}: cannot read (Permission denied)" in str(err.value)
+    assert not out.exists() and not list(tmp_path.glob("*.partial*"))
+
+
+def test_qa_child_prepared_before_indexing_is_taken_by_the_study_or_cancelled(patients, tmp_path, monkeypatch):
+    """A run prepares its QA child before indexing; the study takes it (no
+    second one is prepared) and a run that defaces nothing cancels it."""
+    from DefaceRTLib.deface import DefaceOptions, deface_path
+    from DefaceRTLib.deface import pipeline as P
+    from DefaceRTLib.deface import tree as T
+    from DefaceRTLib.errors import InputError
+    from DefaceRTLib.forked import fork_is_safe
+
+    if not fork_is_safe():
+        pytest.skip("forking is not safe in this test process (another thread): no QA child is prepared")
+    prepared = []
+    real = P.prepare_qa
+
+    def recording(options):
+        call = real(options)
+        prepared.append(call)
+        return call
+
+    monkeypatch.setattr(P, "prepare_qa", recording)
+    out = tmp_path / "out"
+    deface_path(patients[0], out, DefaceOptions(deidentification=None))
+    assert len(prepared) == 1 and prepared[0] is not None and (tmp_path / "out-qa" / "deface_qa.png").is_file()
+    assert not T._SPARE_QA
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no DICOM here")
+    with pytest.raises(InputError):
+        deface_path(empty, tmp_path / "out2", DefaceOptions(deidentification=None))
+    assert len(prepared) == 2 and not T._SPARE_QA
+    pid = prepared[1]._pid
+    assert pid is None or not os.path.exists(f"/proc/{pid}")

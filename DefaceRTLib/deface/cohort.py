@@ -67,20 +67,73 @@ def sha256_file(path: os.PathLike) -> str:
     return h.hexdigest()
 
 
-def file_checksums(paths: Iterable[os.PathLike]) -> Dict[str, str]:
-    """SHA-256 of each file, keyed by its path as given."""
-    return {str(p): sha256_file(p) for p in sorted(paths, key=str)}
+#: threads that checksum a study's files at once (hashlib and file reads release the GIL)
+CHECKSUM_THREADS = 2
 
 
-def folder_checksums(folder: os.PathLike) -> Dict[str, str]:
+def _checksums(paths: Sequence[os.PathLike], threads: int) -> List[str]:
+    """:func:`sha256_file` of each path, in order, on up to ``threads``
+    threads (all joined when this returns, so a fork afterwards is safe)."""
+    if threads <= 1 or len(paths) < 2:
+        return [sha256_file(p) for p in paths]
+    with cf.ThreadPoolExecutor(max_workers=min(threads, len(paths)), thread_name_prefix="defacert-sha256") as pool:
+        return list(pool.map(sha256_file, paths))
+
+
+def file_checksums(paths: Iterable[os.PathLike], threads: int = CHECKSUM_THREADS) -> Dict[str, str]:
+    """SHA-256 of each file, keyed by its path as given. Raises ``OSError``
+    for the first file (in path order) that cannot be read."""
+    paths = sorted(paths, key=str)
+    return dict(zip(map(str, paths), _checksums(paths, threads)))
+
+
+def folder_checksums(folder: os.PathLike, threads: int = CHECKSUM_THREADS) -> Dict[str, str]:
     """SHA-256 of every file below ``folder``, keyed by the path relative to it (POSIX)."""
     folder = Path(folder)
-    out = {}
+    paths = []
     for root, _dirs, files in os.walk(folder):
-        for name in files:
-            p = Path(root) / name
-            out[p.relative_to(folder).as_posix()] = sha256_file(p)
-    return dict(sorted(out.items()))
+        paths += [Path(root) / name for name in files]
+    keys = [p.relative_to(folder).as_posix() for p in paths]
+    return dict(sorted(zip(keys, _checksums(paths, threads))))
+
+
+class InputChecksums:
+    """:func:`file_checksums` of a study's input files, computed on one
+    background thread (:meth:`start`) while the study is read and defaced.
+
+    :meth:`result` waits for them (the thread is gone when it returns: a
+    fork afterwards is safe; never started, they are computed there) and
+    raises the ``OSError`` of a file that could not be read."""
+
+    def __init__(self, paths: Sequence[os.PathLike]) -> None:
+        self._paths = list(paths)
+        self._value: Optional[Dict[str, str]] = None
+        self._error: Optional[OSError] = None
+        self._thread = None
+
+    def start(self) -> None:
+        """Start computing them (once; forks are not safe until :meth:`result`)."""
+        import threading
+
+        if self._thread is None and self._value is None and self._error is None:
+            self._thread = threading.Thread(target=self._run, name="defacert-inputs-sha256", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._value = file_checksums(self._paths, threads=1)
+        except OSError as exc:
+            self._error = exc
+
+    def result(self) -> Dict[str, str]:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        elif self._value is None and self._error is None:
+            self._run()
+        if self._error is not None:
+            raise self._error
+        return dict(self._value or {})
 
 
 def options_fingerprint(options) -> str:
@@ -271,36 +324,55 @@ def run_study_task(job, target, options, resume: Optional[ResumeInfo] = None) ->
     t0, c0 = time.perf_counter(), time.process_time()
     result = TaskResult(outcome=None)
     result.worker = {"pid": os.getpid(), "host": _hostname()}
+    out_folder = target.output / job.rel
+    if resume is None or resume.previous is None:
+        # nothing to decide from them first: the inputs are checksummed while the study is read and defaced,
+        # and the study is committed only once they are in (a file that cannot be read fails it, as here)
+        inputs = InputChecksums(study_files(job.entry))
+        t1 = time.perf_counter()
+        result.outcome = deface_study_job(job, target, options, input_checksums=inputs)
+        result.timings["deface_s"] = round(time.perf_counter() - t1, 4)
+        try:
+            result.inputs = inputs.result()
+        except OSError:  # the study failed on it already: deface_study_job waits for them before committing
+            result.inputs = {}
+        return _finish_task(result, job, target, out_folder, t0, c0)
     try:
         result.inputs = file_checksums(study_files(job.entry))
     except OSError as exc:
-        result.outcome = StudyOutcome(job.source, None, "input error", f"{exc.filename}: cannot read ({exc.strerror})",
-                                      where=str(exc.filename))
+        result.outcome = StudyOutcome(job.source, None, "input error", input_read_error(exc), where=str(exc.filename))
         return result
     result.timings["checksum_inputs_s"] = round(time.perf_counter() - t0, 4)
-    out_folder = target.output / job.rel
-    if resume is not None and resume.previous is not None:
-        decision = resume_decision(resume.previous, result.inputs, resume.fingerprint, job.rel, resume.retry_failed)
-        prev = resume.previous
-        if decision == "skip" and out_folder.is_dir() and folder_checksums(out_folder) == prev.get("outputs"):
-            result.skipped = True
-            result.outputs = prev.get("outputs", {})
-            # what a fresh run reports for it (a de-identified run names no input path)
-            source = job.source if options.deidentification is None else f"study {job.rel}"
-            result.outcome = StudyOutcome(source, job.rel, "ok", "", _read_summary(out_folder))
-            return result
-        if decision == "keep failed":
-            result.skipped = True
-            result.outcome = StudyOutcome(job.source, None, prev["status"], prev.get("error", ""), where=prev.get("where"))
-            return result
-        # redone: what an earlier run of this study left in place (ours, says the ledger) goes first
-        if prev.get("output") == job.rel and job.rel not in ("", "."):
-            for folder in [out_folder] + ([target.qa_root / job.rel] if target.qa_root is not None else []):
-                if folder.is_dir() and not folder.is_symlink():
-                    shutil.rmtree(folder)
+    decision = resume_decision(resume.previous, result.inputs, resume.fingerprint, job.rel, resume.retry_failed)
+    prev = resume.previous
+    if decision == "skip" and out_folder.is_dir() and folder_checksums(out_folder) == prev.get("outputs"):
+        result.skipped = True
+        result.outputs = prev.get("outputs", {})
+        # what a fresh run reports for it (a de-identified run names no input path)
+        source = job.source if options.deidentification is None else f"study {job.rel}"
+        result.outcome = StudyOutcome(source, job.rel, "ok", "", _read_summary(out_folder))
+        return result
+    if decision == "keep failed":
+        result.skipped = True
+        result.outcome = StudyOutcome(job.source, None, prev["status"], prev.get("error", ""), where=prev.get("where"))
+        return result
+    # redone: what an earlier run of this study left in place (ours, says the ledger) goes first
+    if prev.get("output") == job.rel and job.rel not in ("", "."):
+        for folder in [out_folder] + ([target.qa_root / job.rel] if target.qa_root is not None else []):
+            if folder.is_dir() and not folder.is_symlink():
+                shutil.rmtree(folder)
     t1 = time.perf_counter()
     result.outcome = deface_study_job(job, target, options)
     result.timings["deface_s"] = round(time.perf_counter() - t1, 4)
+    return _finish_task(result, job, target, out_folder, t0, c0)
+
+
+def input_read_error(exc: OSError) -> str:
+    """The message of a study whose input file ``exc.filename`` could not be read."""
+    return f"{exc.filename}: cannot read ({exc.strerror})"
+
+
+def _finish_task(result: TaskResult, job, target, out_folder: Path, t0: float, c0: float) -> TaskResult:
     if result.outcome.status == "ok" and not target.dry_run:
         result.outputs = folder_checksums(out_folder)
     result.timings["total_s"] = round(time.perf_counter() - t0, 4)
@@ -452,6 +524,7 @@ __all__ = [
     "RunLedger",
     "TaskResult",
     "default_ledger_path",
+    "InputChecksums",
     "file_checksums",
     "folder_checksums",
     "options_fingerprint",

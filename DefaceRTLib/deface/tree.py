@@ -114,7 +114,7 @@ def file_signatures(paths: Sequence[Path]) -> Dict[str, Tuple[int, int]]:
 
 
 # ---------------------------------------------------------------- the unit
-def deface_study_job(job: StudyJob, target: OutputTarget, options: DefaceOptions) -> StudyOutcome:
+def deface_study_job(job: StudyJob, target: OutputTarget, options: DefaceOptions, input_checksums=None) -> StudyOutcome:
     """Deface one study into its own staging folder, verify it, commit it.
 
     Returns the study's :class:`~.pipeline.StudyOutcome`: ``ok`` (its folder
@@ -124,26 +124,44 @@ def deface_study_job(job: StudyJob, target: OutputTarget, options: DefaceOptions
     the file it is about; a failed study leaves nothing behind, QA included.
     Never raises for a bad study (only for ``KeyboardInterrupt`` and the
     like). ``options`` is a :class:`~.pipeline.DefaceOptions`.
+    ``input_checksums`` (a :class:`.cohort.InputChecksums` of the study's
+    files, not started) are computed while the study is read and defaced;
+    the study is written only once they are in, and fails with an input
+    error if a file cannot be read for them.
     """
     from .pipeline import _full_collections_paused
 
     with _full_collections_paused():
-        return _deface_study_job(job, target, options)
+        return _deface_study_job(job, target, options, input_checksums)
 
 
-def _deface_study_job(job: StudyJob, target: OutputTarget, options):
+#: QA children prepared by :func:`_run_locked` before the studies were indexed,
+#: by the pid of the process that prepared them (a worker process never takes
+#: its parent's): the first study run in that process draws its QA with it
+_SPARE_QA: Dict[int, object] = {}
+
+
+def _deface_study_job(job: StudyJob, target: OutputTarget, options, input_checksums=None):
     from .pipeline import prepare_qa
 
     # the QA drawing libraries are imported by a child while the study is read and defaced
-    prepared_qa = prepare_qa(options) if not target.dry_run and target.qa_root is not None else None
+    prepared_qa = _SPARE_QA.pop(os.getpid(), None)
+    if target.dry_run or target.qa_root is None:
+        if prepared_qa is not None:
+            prepared_qa.cancel()
+        prepared_qa = None
+    elif prepared_qa is None:
+        prepared_qa = prepare_qa(options)
+    if input_checksums is not None:
+        input_checksums.start()  # after the fork above: a thread would make it unsafe
     try:
-        return _deface_prepared(job, target, options, prepared_qa)
+        return _deface_prepared(job, target, options, prepared_qa, input_checksums)
     finally:
         if prepared_qa is not None:
             prepared_qa.cancel()  # stops it if the study failed before its QA; nothing once its result is in
 
 
-def _deface_prepared(job: StudyJob, target: OutputTarget, options, prepared_qa):
+def _deface_prepared(job: StudyJob, target: OutputTarget, options, prepared_qa, input_checksums=None):
     from .pipeline import StudyOutcome, deface_study
 
     source = job.source
@@ -163,6 +181,13 @@ def _deface_prepared(job: StudyJob, target: OutputTarget, options, prepared_qa):
         return _failure(StudyOutcome, source, exc)
     if target.dry_run:
         return StudyOutcome(source, None, "dry run", "", result.summary)
+    if input_checksums is not None:
+        try:
+            input_checksums.result()  # in before anything is written (and the thread gone before any fork)
+        except OSError as exc:
+            from .cohort import input_read_error
+
+            return StudyOutcome(source, None, "input error", input_read_error(exc), where=str(exc.filename))
     return _write_verify_commit(job, target, options, study, result, files, before, prepared_qa)
 
 
@@ -348,6 +373,23 @@ def run_tree(
 
 
 def _run_locked(input_path, output_path, options, overwrite, dry_run, progress, qa_root, cohort):
+    from .pipeline import prepare_qa
+
+    if not dry_run and qa_root is not None and cohort.scheduler is None and os.getpid() not in _SPARE_QA:
+        # the QA child starts importing its drawing libraries now, while the input is indexed; the first
+        # study defaced in this process takes it (one in a worker process prepares its own)
+        spare = prepare_qa(options)
+        if spare is not None:
+            _SPARE_QA[os.getpid()] = spare
+    try:
+        return _run_indexed(input_path, output_path, options, overwrite, dry_run, progress, qa_root, cohort)
+    finally:
+        spare = _SPARE_QA.pop(os.getpid(), None)
+        if spare is not None:  # no study took it (none ran in this process)
+            spare.cancel()
+
+
+def _run_indexed(input_path, output_path, options, overwrite, dry_run, progress, qa_root, cohort):
     from ..index import HEADER_CACHE_FILES, index_folder
     from .pipeline import RunReport, StudyOutcome, _full_collections_paused
 
