@@ -402,20 +402,35 @@ def _write_result(result, folder, options, uid_map, finalize, qa_file, prepared_
     return written, qa_job
 
 
-def _write_dicom_and_extras(result, folder, options, uid_map, finalize) -> Dict[str, List[Path]]:
+def write_mask(mask: np.ndarray, geometry, path: Path) -> float:
+    """Write the removed-voxel ``mask`` (boolean ``[k, j, i]`` on ``geometry``)
+    as a compressed NRRD (0/1 unsigned char, LPS); returns the seconds it took."""
+    import SimpleITK as sitk
+
     t = time.perf_counter()
-    written = write_study(result.defaced, folder, uid_map=uid_map, finalize=finalize)
-    result.timings["write_dicom_s"] = time.perf_counter() - t
+    sitk.WriteImage(geometry.to_sitk(mask.view(np.uint8)), str(path), True)  # bool is 0/1 bytes
+    return time.perf_counter() - t
+
+
+def _write_dicom_and_extras(result, folder, options, uid_map, finalize) -> Dict[str, List[Path]]:
+    from ..forked import ForkedCall
+
     extras = folder / EXTRAS_DIR
     extras.mkdir(exist_ok=True)
-    if options.write_mask:
+    # the mask is written (SimpleITK imported, compressed) in a forked child where safe while the DICOM is written
+    mask_job = ForkedCall(write_mask, result.image_mask.mask, result.defaced.image.geometry, extras / MASK_NAME) \
+        if options.write_mask else None
+    try:
         t = time.perf_counter()
-        import SimpleITK as sitk
-
-        img = result.defaced.image.geometry.to_sitk(result.image_mask.mask.view(np.uint8))  # bool is 0/1 bytes
-        sitk.WriteImage(img, str(extras / MASK_NAME), True)
+        written = write_study(result.defaced, folder, uid_map=uid_map, finalize=finalize)
+        result.timings["write_dicom_s"] = time.perf_counter() - t
+    except BaseException:
+        if mask_job is not None:
+            mask_job.cancel()
+        raise
+    if mask_job is not None:
+        result.timings["write_mask_s"] = mask_job.result()
         written["mask"] = [extras / MASK_NAME]
-        result.timings["write_mask_s"] = time.perf_counter() - t
     if options.write_seg:
         t = time.perf_counter()
         from .seg import SEG_NAME, write_removed_region_seg
