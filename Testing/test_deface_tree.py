@@ -333,35 +333,50 @@ def test_unreadable_input_for_its_checksum_fails_the_study_before_anything_is_wr
     assert not out.exists() and not list(tmp_path.glob("*.partial*"))
 
 
-def test_qa_child_prepared_before_indexing_is_taken_by_the_study_or_cancelled(patients, tmp_path, monkeypatch):
-    """A run prepares its QA child before indexing; the study takes it (no
-    second one is prepared) and a run that defaces nothing cancels it."""
-    from DefaceRTLib.deface import DefaceOptions, deface_path
-    from DefaceRTLib.deface import pipeline as P
-    from DefaceRTLib.deface import tree as T
-    from DefaceRTLib.errors import InputError
-    from DefaceRTLib.forked import fork_is_safe
+SPARE_QA = """
+import json, os, sys
+from pathlib import Path
+from DefaceRTLib.deface import DefaceOptions, deface_path
+from DefaceRTLib.deface import pipeline as P
+from DefaceRTLib.deface import tree as T
+from DefaceRTLib.errors import InputError
 
-    if not fork_is_safe():
-        pytest.skip("forking is not safe in this test process (another thread): no QA child is prepared")
-    prepared = []
-    real = P.prepare_qa
+prepared = []
+real = P.prepare_qa
 
-    def recording(options):
-        call = real(options)
-        prepared.append(call)
-        return call
+def recording(options):
+    call = real(options)
+    prepared.append(call)
+    return call
 
-    monkeypatch.setattr(P, "prepare_qa", recording)
-    out = tmp_path / "out"
-    deface_path(patients[0], out, DefaceOptions(deidentification=None))
-    assert len(prepared) == 1 and prepared[0] is not None and (tmp_path / "out-qa" / "deface_qa.png").is_file()
-    assert not T._SPARE_QA
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    (empty / "notes.txt").write_text("no DICOM here")
-    with pytest.raises(InputError):
-        deface_path(empty, tmp_path / "out2", DefaceOptions(deidentification=None))
-    assert len(prepared) == 2 and not T._SPARE_QA
-    pid = prepared[1]._pid
-    assert pid is None or not os.path.exists(f"/proc/{pid}")
+P.prepare_qa = recording
+patient, tmp = Path(sys.argv[1]), Path(sys.argv[2])
+deface_path(patient, tmp / "out", DefaceOptions(deidentification=None))
+out = {"first": [c is not None and c.forked for c in prepared], "spare_left": len(T._SPARE_QA),
+       "figure": (tmp / "out-qa" / "deface_qa.png").is_file()}
+empty = tmp / "empty"
+empty.mkdir()
+(empty / "notes.txt").write_text("no DICOM here")
+try:
+    deface_path(empty, tmp / "out2", DefaceOptions(deidentification=None))
+except InputError as exc:
+    out["error"] = str(exc)
+pid = prepared[-1]._pid
+out.update(n=len(prepared), spare_left_after=len(T._SPARE_QA), gone=pid is None or not os.path.exists(f"/proc/{pid}"))
+print(json.dumps(out))
+"""
+
+
+def test_qa_child_prepared_before_indexing_is_taken_by_the_study_or_cancelled(patients, tmp_path):
+    """A run prepares its QA child (forked) before indexing; the study takes
+    it (no second one is prepared) and a run that defaces nothing cancels it.
+    In a fresh interpreter: forking needs a process with one thread."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("DEFACERT_NO_FORK", None)
+    proc = subprocess.run([sys.executable, "-c", SPARE_QA, str(patients[0]), str(tmp_path)], capture_output=True,
+                          text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["first"] == [True] and out["spare_left"] == 0 and out["figure"]
+    assert "no image series" in out["error"]
+    assert out["n"] == 2 and out["spare_left_after"] == 0 and out["gone"]
