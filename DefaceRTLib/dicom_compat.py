@@ -7,6 +7,7 @@ both. Everything version-dependent about reading and writing files is here.
 from __future__ import annotations
 
 import io
+import os
 import struct
 import warnings
 from pathlib import Path
@@ -24,8 +25,8 @@ PYDICOM_MAJOR = int(pydicom.__version__.split(".")[0])
 def dcmread(
     path: Union[str, Path], stop_before_pixels: bool = False, force: bool = False, defer_size: Optional[int] = None
 ) -> Dataset:
-    """Read a DICOM file (pydicom 2.4 and 3 alike); a file that cannot be read
-    raises :class:`~DefaceRTLib.errors.InputError` naming it.
+    """Read a DICOM file (pydicom 2.4 and 3 alike, see :func:`read_file`); a
+    file that cannot be read raises :class:`~DefaceRTLib.errors.InputError` naming it.
 
     ``defer_size`` (bytes): values longer than this (in practice the pixel
     data) are read from the file only when accessed, so a series can be
@@ -34,9 +35,153 @@ def dcmread(
     from .errors import InputError
 
     try:
-        return pydicom.dcmread(str(path), stop_before_pixels=stop_before_pixels, force=force, defer_size=defer_size)
+        return read_file(path, stop_before_pixels=stop_before_pixels, defer_size=defer_size, force=force)
     except Exception as exc:  # pydicom raises many types for broken files
         raise InputError(f"cannot read DICOM file ({exc})", path) from exc
+
+
+#: the elements ``stop_before_pixels`` stops at (as pydicom's reader)
+_PIXEL_TAGS = (0x7FE00010, 0x7FE00009, 0x7FE00008)
+_HEAD_SHORT = struct.Struct("<HH2sH").unpack_from
+_LENGTH_32 = struct.Struct("<I").unpack_from
+#: bytes read at once by :func:`read_file`: a CT slice header fits
+_READ_CHUNK = 16384
+
+
+def read_file(
+    path: Union[str, Path], stop_before_pixels: bool = False, defer_size: Optional[int] = None, fp=None, force: bool = True
+) -> Dataset:
+    """``pydicom.dcmread(path, stop_before_pixels=..., defer_size=..., force=...)``:
+    the same dataset, read faster for the usual explicit VR little endian
+    Part 10 file (every CT slice DefaceRT writes).
+
+    Such a file's top-level elements are split here, as pydicom's reader
+    splits them (the same :class:`~pydicom.dataelem.RawDataElement`
+    tuples), and the dataset is built by pydicom's own classes, file meta
+    included, as its reader builds it; ``Testing/test_dicom_compat.py``
+    compares the two. Anything else (another transfer syntax, no preamble,
+    an undefined length, a VR that is not a standard one, a file cut
+    short...) is read by ``pydicom.dcmread``. ``fp``: the file, already
+    open (binary, at its start), which is then left open and positioned as
+    pydicom leaves it; otherwise ``path`` is opened and closed. Raises what
+    ``pydicom.dcmread`` raises."""
+    if fp is None:
+        with open(str(path), "rb") as f:
+            return read_file(path, stop_before_pixels, defer_size, f, force)
+    start = fp.tell()
+    ds = _read_explicit_little(fp, stop_before_pixels, defer_size)
+    if ds is not None:
+        return ds
+    fp.seek(start)
+    return pydicom.dcmread(fp, stop_before_pixels=stop_before_pixels, defer_size=defer_size, force=force)
+
+
+def _read_explicit_little(fp, stop_before_pixels: bool, defer_size: Optional[int]) -> Optional[Dataset]:
+    """:func:`read_file` of an explicit VR little endian Part 10 file, or None when it is not such a simple one."""
+    from pydicom.charset import convert_encodings, default_encoding
+    from pydicom.dataelem import RawDataElement, empty_value_for_VR
+    from pydicom.dataset import FileDataset
+    from pydicom.filereader import _read_file_meta_info
+    from pydicom.tag import BaseTag
+    from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
+
+    head = fp.read(132)
+    if len(head) != 132 or head[128:] != b"DICM":
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        file_meta = _read_file_meta_info(fp)  # pydicom's own: the same file meta
+    if str(file_meta.get("TransferSyntaxUID", "")) != ExplicitVRLittleEndian:
+        return None
+    if PYDICOM_MAJOR < 3:
+        elem = file_meta.get(0x00020002, None)  # as pydicom 2.4's reader looks at it
+        if elem is not None and elem.VM == 1 and elem.value == "1.2.840.10008.1.3.10":
+            return None  # a DICOMDIR: pydicom 2.4 reads it as its own class
+    offset = fp.tell()
+    size = os.fstat(fp.fileno()).st_size
+    data = fp.read(_READ_CHUNK)
+    end_of_file = len(data) < _READ_CHUNK
+    if len(data) < 6 or data[:2] == b"\x00\x00" or data[4:6] not in _STANDARD_VRS:
+        return None  # empty, a command set, or not explicit VR at first sight: as pydicom decides
+    elements: dict = {}
+    pos = 0  # in data; data[0] is at file offset ``offset``
+    while True:
+        if len(data) - pos < 12 and not end_of_file:  # the next element header may be cut: read on
+            more = fp.read(_READ_CHUNK)
+            end_of_file = len(more) < _READ_CHUNK
+            data = data[pos:] + more
+            offset += pos
+            pos = 0
+        if len(data) - pos < 8:
+            if pos != len(data):
+                return None  # a few bytes after the last element: left to pydicom
+            fp.seek(offset + pos)
+            break
+        group, element, vr_bytes, length = _HEAD_SHORT(data, pos)
+        if vr_bytes not in _STANDARD_VRS or group == 0xFFFE:
+            return None
+        vr = _STANDARD_VRS[vr_bytes]
+        header = 8
+        if vr in EXPLICIT_VR_LENGTH_32:
+            if len(data) - pos < 12:
+                return None
+            (length,) = _LENGTH_32(data, pos + 8)
+            header = 12
+        tag = (group << 16) | element
+        if stop_before_pixels and tag in _PIXEL_TAGS:
+            fp.seek(offset + pos)  # pydicom rewinds to the element
+            break
+        if length == 0xFFFFFFFF:
+            return None  # a sequence or encapsulated data: pydicom parses it
+        value_at = pos + header
+        if defer_size is not None and length > defer_size and tag != 0x00080005:
+            value = None
+            after = value_at + length
+            if offset + after > size:
+                return None  # the file is cut short: pydicom reads what there is
+        else:
+            after = value_at + length
+            if after <= len(data):
+                value = data[value_at:after] if length > 0 else empty_value_for_VR(vr, raw=True)
+            else:  # a long value (pixel data): read as it is
+                fp.seek(offset + value_at)
+                value = fp.read(length)
+                if len(value) != length:
+                    return None  # the file is cut short: pydicom reads what there is
+        elements[BaseTag(tag)] = RawDataElement(BaseTag(tag), vr, length, value, offset + value_at, False, True)
+        if after > len(data):  # a value beyond what was read: read on after it
+            fp.seek(offset + after)
+            data = fp.read(_READ_CHUNK)
+            end_of_file = len(data) < _READ_CHUNK
+            offset += after
+            pos = 0
+        else:
+            pos = after
+    # the dataset as pydicom's read_dataset and read_partial build it
+    if PYDICOM_MAJOR >= 3:
+        from pydicom.dataelem import convert_raw_data_element
+
+        dataset = Dataset(elements, parent_encoding=default_encoding)
+        decode = convert_raw_data_element
+    else:
+        from pydicom.dataelem import DataElement_from_raw
+
+        dataset = Dataset(elements)
+        decode = DataElement_from_raw
+    encoding = convert_encodings(decode(elements[0x00080005]).value) if 0x00080005 in elements else default_encoding
+    dataset.set_original_encoding(False, True, encoding)
+    ds = FileDataset(fp, dataset, head[:128], file_meta, False, True)
+    ds.set_original_encoding(False, True, dataset._character_set)
+    return ds
+
+
+def _standard_vrs() -> dict:
+    from pydicom.valuerep import VR
+
+    return {vr.value.encode("ascii"): vr.value for vr in VR if len(vr.value) == 2}
+
+
+_STANDARD_VRS = _standard_vrs()
 
 
 def element_value(ds: Dataset, tag: int):
@@ -54,19 +199,58 @@ def element_value(ds: Dataset, tag: int):
         return elem.value
     if (elem.value is None and elem.length != 0) or (elem.VR is not None and " or " in str(elem.VR)):
         return ds[tag].value
+    charset = decoding_character_set(ds)
     if PYDICOM_MAJOR >= 3:
         from pydicom.dataelem import convert_raw_data_element
 
-        charset = ds.original_character_set or ds._character_set
         value = convert_raw_data_element(elem, encoding=charset, ds=ds)
     else:
         from pydicom.dataelem import DataElement_from_raw
 
-        charset = getattr(ds, "read_encoding", None) or ds._character_set
         value = DataElement_from_raw(elem, charset, ds)
     if " or " in str(value.VR):  # ambiguous VR found in the dictionary (implicit VR): pydicom's correction
         return ds[tag].value
     return value.value
+
+
+def decoding_character_set(ds: Dataset):
+    """The character set :func:`element_value` decodes ``ds``'s text with:
+    the one it was read with, else the one its Specific Character Set gives."""
+    if PYDICOM_MAJOR >= 3:
+        return ds.original_character_set or ds._character_set
+    return getattr(ds, "read_encoding", None) or ds._character_set
+
+
+_NOT_DECODED = object()
+
+
+class ValueCache:
+    """Top-level element values of many datasets (the files of a folder),
+    each distinct encoding decoded once by :func:`element_value`, so the
+    datasets are left as read. Elements with the same tag, VR, encoding,
+    bytes and character set have the same value; the values are shared
+    between datasets, so callers must not modify them."""
+
+    def __init__(self) -> None:
+        self._values: dict = {}
+
+    def get(self, ds: Dataset, tag: int, default=None):
+        """``ds[tag].value`` (``default`` when ``ds`` has no such top-level element)."""
+        from pydicom.dataelem import RawDataElement
+
+        elem = ds._dict.get(tag)
+        if elem is None:
+            return default
+        value = elem.value
+        if type(elem) is not RawDataElement or type(value) is not bytes:
+            return element_value(ds, tag)
+        charset = decoding_character_set(ds)
+        key = (tag, elem.VR, elem.is_implicit_VR, elem.is_little_endian, value,
+               charset if isinstance(charset, str) else tuple(charset))
+        hit = self._values.get(key, _NOT_DECODED)
+        if hit is _NOT_DECODED:
+            hit = self._values[key] = element_value(ds, tag)
+        return hit
 
 
 def copy_dataset(ds: Dataset) -> Dataset:

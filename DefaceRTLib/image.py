@@ -155,7 +155,7 @@ class SliceValues:
                 if elem is None:
                     key: tuple = ("absent",)
                 elif isinstance(elem, RawDataElement) and isinstance(elem.value, bytes):
-                    charset = ds._character_set
+                    charset = dicom_compat.decoding_character_set(ds)  # what the value is decoded with
                     key = ("raw", elem.VR, elem.is_implicit_VR, elem.is_little_endian, elem.value,
                            tuple(charset) if isinstance(charset, list) else charset)
                 else:  # decoded or deferred: decoded on its own
@@ -413,12 +413,16 @@ def _deferred_pixel_location(ds: Dataset) -> Optional[PixelLocation]:
     return PixelLocation(int(elem.value_tell), int(elem.length), None, bool(elem.is_implicit_VR))
 
 
-def read_native_pixels(path: Path, location: PixelLocation, dtype: np.dtype, rows: int, columns: int) -> Optional[np.ndarray]:
+def read_native_pixels(
+    path: Path, location: PixelLocation, dtype: np.dtype, rows: int, columns: int, out: Optional[np.ndarray] = None
+) -> Optional[np.ndarray]:
     """Stored values ``[j, i]`` read straight from ``path`` at ``location``
     (``rows`` x ``columns`` of ``dtype``, little endian), or None when the
     bytes there are not such pixel data (element too short, tag or length
     not what the header said, file cut short): the caller then lets pydicom
-    read and report it.
+    read and report it. ``out`` (a C-contiguous ``rows`` x ``columns``
+    array of ``dtype``): read into it, and returned, without another copy
+    (its content is undefined when None is returned).
 
     Raises :class:`InputError` when ``location.header`` is given and the
     file no longer starts with it (it changed after its header was read).
@@ -426,22 +430,23 @@ def read_native_pixels(path: Path, location: PixelLocation, dtype: np.dtype, row
     need = rows * columns * dtype.itemsize
     if location.length < need:
         return None
+    if out is None:
+        out = np.empty((rows, columns), dtype=dtype)
+    elif out.shape != (rows, columns) or out.dtype != dtype or not out.flags.c_contiguous:
+        raise ValueError("out is not a C-contiguous rows x columns array of the pixel type")
     with open(path, "rb") as f:
         if location.header is not None:
-            data = f.read(location.offset + need)
-            if data[:location.offset] != location.header:
+            if f.read(location.offset) != location.header:
                 raise InputError("the file changed after its header was read (indexed); run again", path)
-            start = location.offset
         else:
             head = 8 if location.implicit_vr else 12
             f.seek(location.offset - head)
-            data = f.read(head + need)
+            data = f.read(head)
             if data[:4] != _PIXEL_DATA_TAG_BYTES or int.from_bytes(data[head - 4:head], "little") != location.length:
                 return None
-            start = head
-    if len(data) < start + need:
-        return None
-    return np.frombuffer(data, dtype=dtype, count=rows * columns, offset=start).reshape(rows, columns)
+        if f.readinto(memoryview(out).cast("B")) != need:
+            return None
+    return out
 
 
 @dataclass
@@ -495,17 +500,19 @@ class ImageSeries:
         """True when every slice has slope 1 and an integer intercept (values are integers)."""
         return all(s == 1.0 and float(b).is_integer() for s, b in self.rescale)
 
-    def read_stored(self, k: int) -> np.ndarray:
+    def read_stored(self, k: int, out: Optional[np.ndarray] = None) -> np.ndarray:
         """Stored pixel values ``[j, i]`` of slice ``k``, read from its file
         (the bytes are not kept in the header).
 
         Native (uncompressed little endian, stored bits filling their
         allocation) pixel data is read straight from the file where the
-        header says it lies (:func:`read_native_pixels`); anything else, or
-        bytes there that are not what the header said, goes through pydicom."""
+        header says it lies (:func:`read_native_pixels`), into ``out`` when
+        it is given and of the slice's pixel type and size (see
+        :meth:`pixel_type`); anything else, or bytes there that are not what
+        the header said, goes through pydicom (and is not read into ``out``)."""
         ds, path = self.datasets[k], self.paths[k]
         try:
-            pixels = self._read_native(k)
+            pixels = self._read_native(k, out)
             if pixels is None:
                 pixels = _raw_pixels(ds)
             if pixels is None:
@@ -521,7 +528,12 @@ class ImageSeries:
             raise InputError(f"pixel data has shape {pixels.shape}, expected Rows x Columns", path)
         return pixels
 
-    def _read_native(self, k: int) -> Optional[np.ndarray]:
+    def pixel_type(self, k: int) -> Optional[np.dtype]:
+        """The numpy type slice ``k``'s native pixel data is read as (None: decoded by pydicom)."""
+        fmt = self.pixel_formats[k] if self.pixel_formats else None
+        return fmt[0] if fmt is not None else None
+
+    def _read_native(self, k: int, out: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
         fmt = self.pixel_formats[k] if self.pixel_formats else None
         if fmt is None or not _uncompressed_little_endian(self.datasets[k]):
             return None
@@ -530,27 +542,50 @@ class ImageSeries:
             location = _deferred_pixel_location(self.datasets[k])
         if location is None:
             return None
-        return read_native_pixels(self.paths[k], location, *fmt)
+        if out is not None and (out.dtype != fmt[0] or out.shape != (fmt[1], fmt[2]) or not out.flags.c_contiguous):
+            out = None
+        return read_native_pixels(self.paths[k], location, *fmt, out=out)
 
-    def read_slice(self, k: int) -> np.ndarray:
-        """Real-world values ``[j, i]`` of slice ``k``: int64 when :attr:`integer`,
-        otherwise float32 (computed in float64), exactly as :meth:`read` stores them."""
-        pixels = self.read_stored(k)
+    def read_slice(self, k: int, out: Optional[np.ndarray] = None) -> np.ndarray:
+        """Real-world values ``[j, i]`` of slice ``k``, exactly as :meth:`read`
+        stores them: when :attr:`integer`, int32 for stored values of at most
+        16 bits (and an intercept below 2**30: every sum fits) and int64
+        otherwise, else float32 (computed in float64). ``out``: a buffer for
+        the stored values (see :meth:`read_stored`)."""
+        pixels = self.read_stored(k, out)
         slope, intercept = self.rescale[k]
         if self.integer:
-            return pixels.astype(np.int64) + int(intercept)
+            b = int(intercept)
+            if pixels.dtype.itemsize <= 2 and abs(b) < 2**30:
+                values = pixels.astype(np.int32)
+                values += b
+                return values
+            return pixels.astype(np.int64) + b
         return (pixels.astype(np.float64) * slope + intercept).astype(np.float32)
 
     def read(self) -> ImageVolume:
         """The whole series as an :class:`ImageVolume` (int16 when the values
-        fit, int32 when they do not, float32 for non-integer rescales)."""
+        fit, int32 when they do not, float32 for non-integer rescales).
+
+        Native 16-bit pixel data is read straight into the volume, and its
+        intercept added there; other pixel types through one slice buffer."""
         integer = self.integer
         array = np.empty(self.geometry.shape, dtype=np.int16 if integer else np.float32)
+        scratch: dict = {}  # a slice buffer per pixel type
         for k in range(len(self.datasets)):
             if not integer:
                 array[k] = self.read_slice(k)
                 continue
-            pixels = self.read_stored(k)
+            kind = self.pixel_type(k)
+            if kind is not None and kind.itemsize == array.dtype.itemsize:
+                out = array[k].view(kind)  # the stored values straight into the volume's slice
+            elif kind is not None:
+                out = scratch.get(kind)
+                if out is None:
+                    out = scratch[kind] = np.empty(array.shape[1:], dtype=kind)
+            else:
+                out = None
+            pixels = self.read_stored(k, out)
             b = int(self.rescale[k][1])
             lo, hi = int(pixels.min()), int(pixels.max())
             info = np.iinfo(array.dtype)

@@ -284,26 +284,35 @@ class _BrokenFile(InputError):
         self.ds = ds
 
 
-def _read_header(path: Path, keep: bool = False) -> Tuple[Dataset, Optional[CachedHeader]]:
+#: top-level tags the index reads from every file
+_ROWS, _COLUMNS, _FRAMES, _SAMPLES, _BITS_ALLOCATED = 0x00280010, 0x00280011, 0x00280008, 0x00280002, 0x00280100
+_MODALITY, _SOP_INSTANCE_UID, _POSITION = 0x00080060, 0x00080018, 0x00200032
+_PATIENT_ID, _STUDY_UID, _SERIES_UID = 0x00100020, 0x0020000D, 0x0020000E
+
+
+def _read_header(
+    path: Path, keep: bool = False, values: Optional[dicom_compat.ValueCache] = None
+) -> Tuple[Dataset, Optional[CachedHeader]]:
     """Header without pixel data, and (``keep``) the :class:`CachedHeader` of
     an image slice that can be kept for the reader; checks that uncompressed
-    pixel data is complete."""
+    pixel data is complete. ``values`` decodes the header values the checks
+    read (each distinct one once, across the files of an index)."""
     try:
-        return _check_header(path, keep)
+        return _check_header(path, keep, values if values is not None else dicom_compat.ValueCache())
     except _BrokenFile:
         raise
     except InputError as exc:
         raise _BrokenFile(exc.message) from exc
 
 
-def _check_header(path: Path, keep: bool = False) -> Tuple[Dataset, Optional[CachedHeader]]:
+def _check_header(path: Path, keep: bool, values: dicom_compat.ValueCache) -> Tuple[Dataset, Optional[CachedHeader]]:
     kept = None
     with open(path, "rb") as fp:
         status = os.fstat(fp.fileno())
-        ds = dicom_compat.pydicom.dcmread(fp, stop_before_pixels=True, force=True)
+        ds = dicom_compat.read_file(path, stop_before_pixels=True, fp=fp)
         header_end = fp.tell()
         if keep:
-            kept = _keepable(fp, ds, status, header_end)
+            kept = _keepable(fp, ds, status, header_end, values)
     size = path.stat().st_size
     ts = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "1.2.840.10008.1.2"))
     if ts == DEFLATED:
@@ -316,18 +325,19 @@ def _check_header(path: Path, keep: bool = False) -> Tuple[Dataset, Optional[Cac
         if "PixelData" in full:
             del full.PixelData
         return full, None
-    if "Rows" in ds and "Columns" in ds and ts in UNCOMPRESSED:
-        frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
-        expected = int(ds.Rows) * int(ds.Columns) * frames * int(getattr(ds, "SamplesPerPixel", 1) or 1)
-        expected = expected * int(getattr(ds, "BitsAllocated", 16) or 16) // 8
+    elements = ds._dict
+    if _ROWS in elements and _COLUMNS in elements and ts in UNCOMPRESSED:
+        frames = int(values.get(ds, _FRAMES, 1) or 1)
+        expected = int(values.get(ds, _ROWS)) * int(values.get(ds, _COLUMNS)) * frames
+        expected = expected * int(values.get(ds, _SAMPLES, 1) or 1) * int(values.get(ds, _BITS_ALLOCATED, 16) or 16) // 8
         if size - header_end < expected:
             raise _BrokenFile(
                 f"truncated DICOM file: pixel data needs {expected} bytes, only {max(size - header_end - 8, 0)} present",
                 ds,
             )
-    if "SOPInstanceUID" not in ds or "Modality" not in ds:
+    if _SOP_INSTANCE_UID not in elements or _MODALITY not in elements:
         raise _BrokenFile("truncated or incomplete DICOM file (no SOPInstanceUID or Modality)", ds)
-    modality = str(ds.Modality)
+    modality = str(values.get(ds, _MODALITY))
     required = {
         "RTSTRUCT": ("StructureSetROISequence",),
         "RTDOSE": ("Rows", "Columns", "ImagePositionPatient"),
@@ -360,7 +370,7 @@ def _pristine(ds: Dataset) -> Dataset:
     return out
 
 
-def _keepable(fp, ds: Dataset, status: os.stat_result, header_end: int) -> Optional[CachedHeader]:
+def _keepable(fp, ds: Dataset, status: os.stat_result, header_end: int, values: dicom_compat.ValueCache) -> Optional[CachedHeader]:
     """The :class:`CachedHeader` of an image slice just read from the open
     file ``fp`` (``ds`` up to ``header_end``), or None when the reader could
     not use it as it is: not a Part 10 file (no preamble), not uncompressed
@@ -373,7 +383,7 @@ def _keepable(fp, ds: Dataset, status: os.stat_result, header_end: int) -> Optio
     ts = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", ""))
     if getattr(ds, "preamble", None) is None or ts not in ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1"):
         return None
-    if str(getattr(ds, "Modality", "")) not in IMAGE_MODALITIES or "Rows" not in ds or "ImagePositionPatient" not in ds:
+    if str(values.get(ds, _MODALITY, "")) not in IMAGE_MODALITIES or _ROWS not in ds._dict or _POSITION not in ds._dict:
         return None
     if any(isinstance(e, RawDataElement) and e.length != 0xFFFFFFFF and e.length > DEFER_PIXELS_BYTES
            for e in pristine._dict.values()):
@@ -518,13 +528,14 @@ def index_files(paths: List[Path], root: Optional[Path] = None, keep_headers: in
     """Index an explicit list of files (see :func:`index_folder`)."""
     index = DicomIndex(root=Path(root) if root else Path("."))
     headers = index.headers = HeaderCache(keep_headers) if keep_headers > 0 else None
+    values = dicom_compat.ValueCache()  # the files of a study share most header values: each decoded once
     patients: Dict[str, PatientEntry] = {}
     studies: Dict[str, StudyEntry] = {}
     series: Dict[str, SeriesEntry] = {}
 
     def study_for(ds: Dataset) -> StudyEntry:
-        pid = str(getattr(ds, "PatientID", ""))
-        uid = str(getattr(ds, "StudyInstanceUID", ""))
+        pid = str(values.get(ds, _PATIENT_ID, ""))
+        uid = str(values.get(ds, _STUDY_UID, ""))
         if pid not in patients:
             patients[pid] = PatientEntry(pid, str(getattr(ds, "PatientName", "")))
             index.patients.append(patients[pid])
@@ -545,22 +556,22 @@ def index_files(paths: List[Path], root: Optional[Path] = None, keep_headers: in
                 index.problems.append(problem)
             continue
         try:
-            ds, kept = _read_header(path, headers is not None and not headers.full)
+            ds, kept = _read_header(path, headers is not None and not headers.full, values)
         except _BrokenFile as exc:
             index.problems.append(_problem(path, exc.message, exc.ds))
             continue
         except Exception as exc:  # pydicom raises many types for broken files
             index.problems.append(_problem(path, f"cannot read DICOM file ({exc})", None))
             continue
-        modality = str(getattr(ds, "Modality", ""))
+        modality = str(values.get(ds, _MODALITY, ""))
         study = study_for(ds)
         if modality in RT_MODALITIES:
             obj = _rt_object(path, ds)
             {"RTSTRUCT": study.structure_sets, "RTDOSE": study.doses, "RTPLAN": study.plans}.get(
                 modality, study.other
             ).append(obj)
-        elif "Rows" in ds and "ImagePositionPatient" in ds:
-            uid = str(getattr(ds, "SeriesInstanceUID", ""))
+        elif _ROWS in ds._dict and _POSITION in ds._dict:
+            uid = str(values.get(ds, _SERIES_UID, ""))
             if uid not in series:
                 series[uid] = SeriesEntry(
                     uid=uid,
@@ -574,7 +585,7 @@ def index_files(paths: List[Path], root: Optional[Path] = None, keep_headers: in
                 )
                 study.series.append(series[uid])
             series[uid].paths.append(path)
-            series[uid].sop_instance_uids.append(str(getattr(ds, "SOPInstanceUID", "")))
+            series[uid].sop_instance_uids.append(str(values.get(ds, _SOP_INSTANCE_UID, "")))
             if kept is not None:
                 headers.put(path, kept)
         else:
