@@ -266,8 +266,12 @@ def _check_image(report, tag: str, image: ImageSeries, orig: ImageVolume, region
     k_box = range(*m.box[0].indices(image.geometry.shape[0])) if m.box is not None else range(0)
     in_plane = m.box[1:] if m.box is not None else None
     removed_n, worst, bad = 0, -np.inf, 0
+    buffers: dict = {}  # a buffer for the stored values of a slice, per pixel type
     for k in range(image.geometry.shape[0]):
-        written = image.read_slice(k)  # the same values and precision as the input was read with
+        kind = image.pixel_type(k)
+        if kind is not None and kind not in buffers:
+            buffers[kind] = np.empty(image.geometry.shape[1:], dtype=kind)
+        written = image.read_slice(k, buffers.get(kind))  # the same values and precision as the input was read with
         changed = written != orig.array[k]
         if k in k_box:
             removed = m.mask[k][in_plane]
@@ -416,7 +420,7 @@ def _deidentification_messages(datasets, strings, ss_out, series: bool = False):
     for ds in datasets:
         skip = _codec_checked(ds, ss_out, scrub, msgs)
         if first is not None and ds is not first:
-            skip = skip + _same_as(ds, first_keys)  # checked on the first slice
+            skip = skip + _same_as(ds, first, first_keys)  # checked on the first slice
         if str(getattr(ds, "PatientIdentityRemoved", "")) != "YES":
             msgs.append(f"{ds.Modality}: PatientIdentityRemoved is not YES")
         private = [int(tag) for tag in _all_tags(ds, skip) if tag.is_private]
@@ -446,18 +450,37 @@ def _codec_checked(ds, ss_out, scrub, msgs) -> tuple:
     return (0x30060039,)
 
 
-def _same_as(ds, reference_keys: dict) -> tuple:
+def _same_as(ds, reference, reference_keys: dict) -> tuple:
     """Top-level tags of ``ds`` whose element is the same as the reference
     dataset's (``reference_keys``: its :func:`DefaceRTLib.dicom_compat.element_keys`):
     identical encoded bytes (or, once decoded, identical VR and value), with
     the same Specific Character Set. Checking them on the reference checks
     them here: the slices of a series share most of their header, and
-    decoding each slice's copy is most of the time of the check."""
-    mine = dicom_compat.element_keys(ds)
+    decoding each slice's copy is most of the time of the check. Undecoded
+    elements are compared by their bytes and encoding (what their keys
+    hold) without building keys."""
+    from pydicom.dataelem import RawDataElement
+
+    mine = dicom_compat.undecoded_elements(ds)
+    theirs = dicom_compat.undecoded_elements(reference)
     charset = 0x00080005
-    if mine.get(charset, ("absent",)) != reference_keys.get(charset, ("absent",)):
+    if dicom_compat.element_key(mine.get(charset)) != reference_keys.get(charset, ("absent",)):
         return ()
-    return tuple(tag for tag, key in mine.items() if key is not None and key == reference_keys.get(tag, ("absent",)))
+    same = []
+    for tag, elem in mine.items():
+        other = theirs.get(tag)
+        if other is None:
+            continue  # absent there: never the same
+        if (type(elem) is RawDataElement and type(other) is RawDataElement and type(elem.value) is bytes
+                and type(other.value) is bytes):
+            if (elem.value == other.value and elem.VR == other.VR and elem.is_little_endian == other.is_little_endian
+                    and elem.is_implicit_VR == other.is_implicit_VR):
+                same.append(tag)
+            continue
+        key = dicom_compat.element_key(elem)
+        if key is not None and key == reference_keys.get(tag, ("absent",)):
+            same.append(tag)
+    return tuple(same)
 
 
 def _all_tags(ds, skip=()):
