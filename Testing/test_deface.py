@@ -329,6 +329,41 @@ def test_verification_can_fail(tmp_path, phantom):
         assert f"{modality}: PatientIdentityRemoved is not YES" in deid.detail
 
 
+def test_deidentification_check_reads_each_slice_where_it_differs_from_the_first(tmp_path, phantom):
+    """Image headers are checked once where a slice's element is the same as
+    the first slice's, and on the slice itself where it differs: an
+    identifying string or a private attribute in one middle slice is found."""
+    import pydicom
+
+    from DefaceRTLib.deface.verify import _deidentification_messages
+
+    out = tmp_path / "out"
+    assert main(["deface", str(phantom.folder), str(out), "--quiet", "--no-qa-figure", "--salt", "x"]) == 0
+    strings = load_study(phantom.folder).identifying_strings()
+    paths = sorted((out / "CT").glob("*.dcm"))
+
+    def messages():
+        return _deidentification_messages([dicom_compat.dcmread(p, defer_size=65536) for p in paths], strings, None, series=True)
+
+    def rewrite(path, **values):
+        ds = pydicom.dcmread(str(path))
+        for keyword, value in values.items():
+            setattr(ds, keyword, value)
+        ds.save_as(str(path))
+
+    for p in paths:  # every slice has the element, undecoded when read again
+        rewrite(p, ImageComments="scan")
+    assert messages() == ([], len(paths))
+    rewrite(paths[3], ImageComments=f"scan of {strings[0]}")
+    msgs, _ = messages()
+    assert any(m.startswith("CT: identifying text") and "ImageComments" in m for m in msgs), msgs
+    rewrite(paths[3], ImageComments="scan")
+    ds = pydicom.dcmread(str(paths[5]))
+    ds.add_new(0x00091010, "LO", "vendor")
+    ds.save_as(str(paths[5]))
+    assert messages()[0] == ["CT: 1 private attributes"]
+
+
 def test_broken_file_is_named_when_nothing_usable_is_found(tmp_path, capsys):
     src = tmp_path / "in"
     src.mkdir()
