@@ -12,7 +12,7 @@ from __future__ import annotations
 import queue
 import threading
 from pathlib import Path
-from typing import Optional, Union
+from typing import List, Optional, Union
 
 from .errors import OutputError
 
@@ -47,7 +47,11 @@ class BackgroundWriter:
             path, data = item
             try:
                 with open(path, "wb") as f:
-                    f.write(data)
+                    if isinstance(data, list):  # consecutive pieces (a long value not joined to its header)
+                        for chunk in data:
+                            f.write(chunk)
+                    else:
+                        f.write(data)
             except OSError as exc:
                 self._error = OutputError(f"cannot write file ({exc.strerror or exc})", path)
                 self._error.__cause__ = exc
@@ -58,8 +62,9 @@ class BackgroundWriter:
         if self._error is not None:
             raise self._error
 
-    def write(self, path: PathLike, data: Union[bytes, memoryview]) -> Path:
-        """Queue ``data`` to be written to ``path`` (blocks while the queue is full)."""
+    def write(self, path: PathLike, data: Union[bytes, memoryview, List[bytes]]) -> Path:
+        """Queue ``data`` (bytes, or a list of consecutive pieces) to be
+        written to ``path`` (blocks while the queue is full)."""
         self._raise_pending()
         if not self._thread.is_alive():
             raise OutputError("the background file writer has stopped", path)

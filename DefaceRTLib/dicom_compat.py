@@ -11,7 +11,7 @@ import os
 import struct
 import warnings
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Union
+from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Tuple, Union
 
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -549,21 +549,43 @@ class LeanParts(NamedTuple):
         meta: ``{tag: bytes}`` of each file meta element (group 0002) as
             encoded, File Meta Information Group Length (0002,0000) left out:
             :meth:`to_bytes` computes it.
-        elements: ``{tag: bytes}`` of each top-level data element as encoded
-            (explicit VR little endian).
+        elements: ``{tag: encoded}`` of each top-level data element as
+            encoded (explicit VR little endian): its bytes, or for a long
+            value (pixel data) the pair (element header, value), so that the
+            value is not copied (:func:`encode_element`).
     """
 
     preamble: bytes
     meta: Dict[int, bytes]
-    elements: Dict[int, bytes]
+    elements: Dict[int, Union[bytes, Tuple[bytes, bytes]]]
+
+    def to_chunks(self) -> List[bytes]:
+        """The whole file as consecutive pieces (written one after the other,
+        they are :meth:`to_bytes`): preamble, ``DICM``, the file meta group
+        (with its group length, as pydicom computes it) and the data
+        elements in tag order, the short ones joined, each long value (pixel
+        data) a piece of its own, not copied."""
+        meta = b"".join([self.meta[tag] for tag in sorted(self.meta)])
+        group_length = _PACK_SHORT(0x0002, 0x0000, b"UL", 4) + struct.pack("<I", len(meta))
+        chunks: List[bytes] = []
+        run = [self.preamble, b"DICM", group_length, meta]
+        elements = self.elements
+        for tag in sorted(elements):
+            encoded = elements[tag]
+            if type(encoded) is tuple:
+                run.append(encoded[0])
+                chunks.append(b"".join(run))
+                chunks.append(encoded[1])
+                run = []
+            else:
+                run.append(encoded)
+        if run:
+            chunks.append(b"".join(run))
+        return chunks
 
     def to_bytes(self) -> bytes:
-        """The whole file: preamble, ``DICM``, the file meta group (with its
-        group length, as pydicom computes it) and the data elements in tag order."""
-        meta = b"".join(self.meta[tag] for tag in sorted(self.meta))
-        group_length = _PACK_SHORT(0x0002, 0x0000, b"UL", 4) + struct.pack("<I", len(meta))
-        body = b"".join(self.elements[tag] for tag in sorted(self.elements))
-        return b"".join((self.preamble, b"DICM", group_length, meta, body))
+        """The whole file (see :meth:`to_chunks`)."""
+        return b"".join(self.to_chunks())
 
 
 _PACK_SHORT = struct.Struct("<HH2sH").pack  # explicit VR element header, 16-bit length
@@ -607,7 +629,7 @@ def encode_lean_parts(ds: Dataset) -> Optional[LeanParts]:
     write_file_meta_info(fp, meta, enforce_standard=True)
     meta_parts = _split_elements(fp.getvalue()[12:])  # the group length (12 bytes) is recomputed
     encodings = ds.get("SpecificCharacterSet", "iso8859")
-    elements = {tag: encode_element(ds.get_item(tag), encodings) for tag in ds._dict}
+    elements = {int(tag): encode_element(ds.get_item(tag), encodings) for tag in ds._dict}
     return LeanParts(preamble or b"\x00" * 128, meta_parts, elements)
 
 
@@ -631,12 +653,24 @@ def _split_elements(data: bytes) -> Dict[int, bytes]:
     return parts
 
 
-def encode_element(elem, encodings) -> bytes:
+#: values at least this long (bytes) are kept apart from their element header (not copied)
+LONG_VALUE_BYTES = 65536
+
+
+def _long_element(tag: int, vr: str, value: bytes):
+    header = _PACK_LONG(tag >> 16, tag & 0xFFFF, vr.encode("ascii"), 0, len(value))
+    return (header, value) if len(value) >= LONG_VALUE_BYTES else header + value
+
+
+def encode_element(elem, encodings) -> Union[bytes, Tuple[bytes, bytes]]:
     """One top-level data element as :func:`_encode_lean` writes it
     (explicit VR little endian, ``encodings`` the dataset's Specific
     Character Set): an undecoded element's bytes as they are, native pixel
     data (even-length bytes) with its header, anything else by pydicom's
-    ``write_data_element``. Retired group lengths give ``b""`` (not written)."""
+    ``write_data_element``. Retired group lengths give ``b""`` (not written).
+    An element with a 32-bit length and a value of at least
+    :data:`LONG_VALUE_BYTES` is the pair (its header, its value), the value
+    not copied (see :class:`LeanParts`)."""
     from pydicom.dataelem import RawDataElement
     from pydicom.filebase import DicomBytesIO
     from pydicom.filewriter import write_data_element
@@ -651,12 +685,12 @@ def encode_element(elem, encodings) -> bytes:
         if (isinstance(value, bytes) and isinstance(vr, str) and len(vr) == 2 and elem.length != 0xFFFFFFFF
                 and elem.is_little_endian and not elem.is_implicit_VR):
             if vr in EXPLICIT_VR_LENGTH_32:
-                return _PACK_LONG(tag >> 16, tag & 0xFFFF, vr.encode("ascii"), 0, len(value)) + value
+                return _long_element(tag, vr, value)
             if len(value) <= 0xFFFF:
                 return _PACK_SHORT(tag >> 16, tag & 0xFFFF, vr.encode("ascii"), len(value)) + value
     elif tag == 0x7FE00010 and vr in ("OB", "OW") and isinstance(elem.value, bytes) and len(elem.value) % 2 == 0:
         elem.is_undefined_length = False  # native pixel data (as dcmwrite sets it)
-        return _PACK_LONG(0x7FE0, 0x0010, vr.encode("ascii"), 0, len(elem.value)) + elem.value
+        return _long_element(0x7FE00010, vr, elem.value)
     fp = DicomBytesIO()
     fp.is_implicit_VR, fp.is_little_endian = False, True
     write_data_element(fp, elem, encodings)

@@ -938,7 +938,7 @@ def write_image_series(
                 def set_slice_elements(ds: Dataset, header: Dataset, k: int = k, slope=slope, intercept=intercept) -> None:
                     _set_slice_elements(ds, header, volume, k, iop, slope, intercept)
 
-                data = encoder.encode(headers[k], set_slice_elements)
+                data = encoder.encode_chunks(headers[k], set_slice_elements)  # the pixel data not copied
             paths.append(writer.write(path, data))
     return paths
 

@@ -23,7 +23,7 @@ same transfer syntax, same file meta apart from the SOP Instance UID).
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, List, Optional
 
 from pydicom.dataset import Dataset, FileMetaDataset
 
@@ -128,11 +128,16 @@ class SeriesEncoder:
         gives the slice's own elements (position, pixel data...; it may read
         the pixel format from ``header``), then ``finalize``. ``set_slice_elements``
         must set the same elements (``slice_tags``) on every slice."""
+        return b"".join(self.encode_chunks(header, set_slice_elements))
+
+    def encode_chunks(self, header: Dataset, set_slice_elements: Callable[[Dataset, Dataset], None]) -> List[bytes]:
+        """:meth:`encode`'s file as consecutive pieces, the pixel data not copied
+        (:meth:`DefaceRTLib.dicom_compat.LeanParts.to_chunks`)."""
         stored = dicom_compat.undecoded_elements(header)
         meta = dicom_compat.undecoded_elements(getattr(header, "file_meta", None) or Dataset())
-        data = self._encode_from_last(header, set_slice_elements, stored, meta)
-        if data is not None:
-            return data
+        parts = self._encode_from_last(header, set_slice_elements, stored, meta)
+        if parts is not None:
+            return parts.to_chunks()
         ds = dicom_compat.copy_header(header)
         set_slice_elements(ds, header)
         self.finalize(ds)
@@ -140,12 +145,13 @@ class SeriesEncoder:
         parts = dicom_compat.encode_lean_parts(ds)
         if parts is None:  # pydicom 2.4, implicit VR...: written in full
             self._last = None
-            return dicom_compat.encode_prepared(ds)
+            return [dicom_compat.encode_prepared(ds)]
         self._last = (stored, meta, parts, ds.get("SpecificCharacterSet", "iso8859"))
-        return parts.to_bytes()
+        return parts.to_chunks()
 
-    def _encode_from_last(self, header: Dataset, set_slice_elements, stored: dict, meta: dict) -> Optional[bytes]:
-        """The slice from the previous slice's parts, or None when that is not certain to give the same bytes."""
+    def _encode_from_last(self, header: Dataset, set_slice_elements, stored: dict, meta: dict):
+        """The slice's :class:`~DefaceRTLib.dicom_compat.LeanParts` from the previous
+        slice's, or None when that is not certain to give the same bytes."""
         if self._last is None or not isinstance(self.finalize, ElementwiseFinalize):
             return None
         last_stored, last_meta, parts, encodings = self._last
@@ -184,7 +190,7 @@ class SeriesEncoder:
                 new_meta[meta_tag] = dicom_compat.encode_element(_meta_element(meta_tag, part[tag].value), "iso8859")
         new = dicom_compat.LeanParts(parts.preamble, new_meta, elements)
         self._last = (stored, meta, new, encodings)
-        return new.to_bytes()
+        return new
 
 
 def _meta_element(tag: int, value):

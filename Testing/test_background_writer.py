@@ -14,6 +14,13 @@ def test_every_buffer_is_written(tmp_path):
     assert all(p.read_bytes() == payload for p, payload in data.items())
 
 
+def test_a_list_of_pieces_is_written_one_after_the_other(tmp_path):
+    pieces = [b"head", bytes(range(256)) * 400, b"", b"tail"]
+    with BackgroundWriter() as writer:
+        writer.write(tmp_path / "f.bin", pieces)
+    assert (tmp_path / "f.bin").read_bytes() == b"".join(pieces)
+
+
 def test_a_failed_write_names_the_file(tmp_path):
     bad = tmp_path / "missing-folder" / "slice.dcm"
     with pytest.raises(OutputError) as err:
