@@ -79,28 +79,34 @@ class VerificationReport:
 
 def verify_written(result, written: Dict[str, List[Path]], options, deidentified: bool = False) -> VerificationReport:
     """Verify the files ``written`` for ``result`` (see the module docstring)."""
+    from ..forked import ForkedCall, PreparedCall, fork_is_safe
+
     report = VerificationReport()
     rules = options.rules
     region = result.region
     original = result.original
-
-    # ---------------------------------------------------------- structures
-    ss_out: Optional[StructureSet] = None
-    kept_rois = []
-    ss_in = original.structure_set
-    if written.get("rtstruct"):
-        ss_out = StructureSet.read(written["rtstruct"][0])
-        # ROIs are matched by number: de-identification may have cleaned their names
-        kept_numbers = {r.number for r in (ss_in or ss_out).rois if rules.is_kept(r.name)}
-        kept_rois = [r for r in ss_out.rois if r.number in kept_numbers]
+    scrub_strings = original.identifying_strings() if deidentified else None
 
     # --------------------------------------------------------------- image
-    # re-read and compared in a forked child (where safe) while this process checks the rest
-    from ..forked import ForkedCall
-
-    scrub_strings = original.identifying_strings() if deidentified else None
-    image_job = ForkedCall(_verify_image_series, written, original, region, kept_rois, scrub_strings)
+    # re-read and compared in a forked child (where safe) while this process checks the rest; the child
+    # starts at once, reading and checking the written headers while the structure set is read here
+    opening = PreparedCall(lambda: _open_written_images(written, original, scrub_strings)) if fork_is_safe() else None
+    image_job = None
     try:
+        # ------------------------------------------------------ structures
+        ss_out: Optional[StructureSet] = None
+        kept_rois = []
+        ss_in = original.structure_set
+        if written.get("rtstruct"):
+            ss_out = StructureSet.read(written["rtstruct"][0])
+            # ROIs are matched by number: de-identification may have cleaned their names
+            kept_numbers = {r.number for r in (ss_in or ss_out).rois if rules.is_kept(r.name)}
+            kept_rois = [r for r in ss_out.rois if r.number in kept_numbers]
+        if opening is not None and opening.forked:
+            opening.call(_check_opened_images, region, kept_rois)  # the written kept ROIs: the region is recomputed there
+            image_job, opening = opening, None
+        else:
+            image_job = ForkedCall(_verify_image_series, written, original, region, kept_rois, scrub_strings)
         if ss_out is not None:
             removed_numbers = {r.number for r in ss_in.rois if rules.is_removed(r.name)} if ss_in is not None else set()
             left = [r.name for r in ss_out.rois if rules.is_removed(r.name) or r.number in removed_numbers]
@@ -117,8 +123,12 @@ def verify_written(result, written: Dict[str, List[Path]], options, deidentified
                 scrub_strings, ss_out,
             )
     except BaseException:
-        image_job.cancel()
+        for job in (image_job, opening):
+            if job is not None:
+                job.cancel()
         raise
+    if opening is not None:
+        opening.cancel()
     image_checks, facts, image_msgs, image_n = image_job.result()
     report.checks += image_checks + dose_checks.checks
     _check_references(report, others, original, facts, ss_out)
@@ -144,8 +154,45 @@ def _verify_image_series(written, original, region, kept_rois, scrub_strings):
     removed region recomputed, SEG, other series, and the de-identification
     of the image headers when ``scrub_strings`` is given): returns (checks,
     :class:`_ImageFacts`, de-identification messages, headers checked)."""
-    report = VerificationReport()
+    return _check_images(_open_images(written, scrub_strings), written, original, region, kept_rois)
+
+
+#: in a verification child: what :func:`_open_written_images` read, for :func:`_check_opened_images`
+_OPENED: Optional[tuple] = None
+
+
+def _open_written_images(written, original, scrub_strings) -> None:
+    """First part of :func:`_verify_image_series`, in a prepared child (before
+    the kept ROIs are known): the written series' headers read and checked."""
+    global _OPENED
+    _OPENED = (written, original, _open_images(written, scrub_strings))
+
+
+def _check_opened_images(region, kept_rois):
+    """The rest of :func:`_verify_image_series` in the child that ran :func:`_open_written_images`."""
+    written, original, opened = _OPENED
+    return _check_images(opened, written, original, region, kept_rois)
+
+
+def _open_images(written, scrub_strings):
+    """The written image series re-read (headers checked, pixel data read
+    later), its :class:`_ImageFacts` and the de-identification messages of
+    its headers (when ``scrub_strings`` is given)."""
     image = open_image_series(written["image"])
+    facts = _ImageFacts(
+        image.series_instance_uid,
+        image.frame_of_reference_uid,
+        list(image.sop_instance_uids),
+        sorted({str(ds.SeriesInstanceUID) for ds in image.datasets}),
+        str(image.datasets[0].StudyInstanceUID) if image.datasets else "",
+    )
+    msgs, n = _deidentification_messages(image.datasets, scrub_strings, None, series=True) if scrub_strings is not None else ([], 0)
+    return image, facts, msgs, n
+
+
+def _check_images(opened, written, original, region, kept_rois):
+    image, facts, msgs, n = opened
+    report = VerificationReport()
     image_mask = _check_image(report, "image", image, original.image, region, kept_rois)
     if written.get("seg") and image_mask is not None:
         _check_seg(report, written["seg"][0], image, image_mask)
@@ -156,14 +203,6 @@ def _verify_image_series(written, original, region, kept_rois, scrub_strings):
             report.add(f"{tag}_written", False, f"{other.modality} series {other.series_instance_uid}: {len(paths)} of {other.geometry.size[2]} slices written")
             continue
         _check_image(report, tag, open_image_series(paths), other, region, kept_rois)
-    facts = _ImageFacts(
-        image.series_instance_uid,
-        image.frame_of_reference_uid,
-        list(image.sop_instance_uids),
-        sorted({str(ds.SeriesInstanceUID) for ds in image.datasets}),
-        str(image.datasets[0].StudyInstanceUID) if image.datasets else "",
-    )
-    msgs, n = _deidentification_messages(image.datasets, scrub_strings, None, series=True) if scrub_strings is not None else ([], 0)
     return report.checks, facts, msgs, n
 
 
