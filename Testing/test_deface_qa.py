@@ -10,7 +10,7 @@ import pytest
 
 from DefaceRTLib import synthetic
 from DefaceRTLib.deface import deface_study
-from DefaceRTLib.deface.qa import DPI, MIN_FONT_PX, build_qa_figure, qa_figure, qa_thumbnails, removed_tissue_cc
+from DefaceRTLib.deface.qa import MIN_FONT_PX, build_qa_figure, qa_figure, qa_thumbnails, removed_tissue_cc
 
 
 @pytest.fixture(scope="module", params=["HFS", "FFP"])
@@ -22,37 +22,46 @@ def result(request):
 @pytest.fixture(scope="module")
 def figure(result):
     fig = build_qa_figure(result, title="patient 4")
-    fig.canvas.draw()
+    fig.image = np.asarray(fig.render())
     return fig
 
 
-def _panels(fig):
-    return [ax for ax in fig.axes if ax.get_images() and ax.get_title()]
+def _pixels(fig, box):
+    """The rendered RGB pixels of a layout box (x0, y0, w, h from the bottom left)."""
+    x0, y0, w, h = (int(round(v)) for v in box)
+    return fig.image[fig.height - (y0 + h):fig.height - y0, x0:x0 + w]
 
 
 def test_text_is_at_least_12_px(figure):
-    from matplotlib.text import Text
-
-    texts = [t for t in figure.findobj(Text) if t.get_visible() and t.get_text().strip()]
+    texts = [t for t in figure.texts if t.text.strip()]
     assert len(texts) > 40
-    sizes = [t.get_fontsize() * DPI / 72.0 for t in texts]
-    assert min(sizes) >= 12 and MIN_FONT_PX >= 12
+    assert min(t.px for t in texts) >= 12 and MIN_FONT_PX >= 12
+    head = next(t for t in texts if t.text.startswith("DefaceRT QA: patient 4"))
+    # the text is drawn: dark pixels under the heading, none in the white band beside it
+    assert (_pixels(figure, (head.x - 60, head.y - 20, 120, 20)) < 100).any()
+    assert (_pixels(figure, (2, head.y - 20, 20, 20)) == 255).all()
 
 
 def test_six_equal_aligned_panels(figure):
-    panels = _panels(figure)
+    panels = figure.panels
     assert len(panels) == 6
-    boxes = np.array([ax.get_window_extent().bounds for ax in panels])  # x0, y0, w, h in pixels
+    boxes = np.array([p.box for p in panels])  # x0, y0, w, h in pixels
     assert np.ptp(boxes[:, 2]) < 0.5 and np.ptp(boxes[:, 3]) < 0.5 and abs(boxes[0, 2] - boxes[0, 3]) < 0.5
     assert len(np.unique(np.round(boxes[:, 0]))) == 3 and len(np.unique(np.round(boxes[:, 1]))) == 2
-    spans = {(round(abs(np.diff(ax.get_xlim())[0]), 6), round(abs(np.diff(ax.get_ylim())[0]), 6)) for ax in panels}
+    spans = {(round(abs(np.diff(p.xlim)[0]), 6), round(abs(np.diff(p.ylim)[0]), 6)) for p in panels}
     assert len(spans) == 1  # the same field of view in mm everywhere: one scale
     (w, h), = spans
     assert w == pytest.approx(h)
+    for p in panels:  # each panel shows the CT: black outside the head, grey and bright tissue, no white page
+        px = _pixels(figure, p.box)
+        assert px.shape[:2] == (p.box[3], p.box[2])
+        grey = px.max(axis=2) - px.min(axis=2) < 8
+        assert (px.max(axis=2) < 10).mean() > 0.05 and (grey & (px[..., 0] > 60)).mean() > 0.02
 
 
 def test_titles_give_positions_before_and_after(figure, result):
-    titles = [ax.get_title() for ax in _panels(figure)]
+    titles = [p.title for p in figure.panels]
+    assert all(any(t.text == title for t in figure.texts) for title in titles)
     for row in ("BEFORE", "AFTER"):
         mine = [t for t in titles if t.startswith(row)]
         assert len(mine) == 3
@@ -66,22 +75,30 @@ def test_titles_give_positions_before_and_after(figure, result):
     assert abs(x - float(np.mean(g.patient_axis_coordinates(0)))) > 10
 
 
+def _coloured(px):
+    return (px.max(axis=2).astype(int) - px.min(axis=2)) > 60
+
+
 def test_dose_before_and_after_with_colour_bar(figure, result):
-    panels = _panels(figure)
     assert result.original.doses
-    with_dose = [ax for ax in panels if any(im.get_cmap().name == "turbo" for im in ax.get_images())]
+    with_dose = [p for p in figure.panels if p.dose_shown]
     assert len(with_dose) >= 4  # axial and sagittal at least, both rows
-    assert {ax.get_title().split(":")[0] for ax in with_dose} == {"BEFORE", "AFTER"}
-    colourbars = [ax for ax in figure.axes if ax not in panels and ax.get_images() == [] and ax.collections]
-    assert colourbars, "no colour bar"
-    texts = " ".join(t.get_text() for t in figure.texts)
+    assert {p.row for p in with_dose} == {0, 1}
+    for p in with_dose:  # the wash is in the pixels
+        assert _coloured(_pixels(figure, p.box)).mean() > 0.01
+    texts = " ".join(t.text for t in figure.texts)
     assert "dose (Gy)" in texts
+    note = next(t for t in figure.texts if t.text.startswith("dose (Gy)"))
+    bar = _pixels(figure, (note.x + 2, note.y - 238, 18, 226))  # the colour bar under its note
+    assert _coloured(bar).mean() > 0.9
+    assert not np.array_equal(bar[5], bar[-5])  # the colour scale runs along it
+    ticks = [t for t in figure.texts if re.fullmatch(r"\d+(\.\d+)?", t.text) and t.x > note.x]
+    assert len(ticks) >= 3
 
 
 def test_legend_names_mask_contours_and_planes(figure, result):
-    legends = [leg for ax in figure.axes if (leg := ax.get_legend()) is not None]
-    assert len(legends) == 1
-    labels = [t.get_text() for t in legends[0].get_texts()]
+    labels = figure.legend_labels
+    assert all(any(t.text == label for t in figure.texts) for label in labels)
     assert any("removed region" in t for t in labels) and "cut planes" in labels and "eye centres" in labels
     assert any(t.startswith("BODY") and "clipped" in t for t in labels)
     assert any("removed" in t and t.startswith("Eye") for t in labels)
@@ -161,3 +178,16 @@ def test_dose_on_plane_is_the_nearest_dose_voxel(direction):
             np.testing.assert_array_equal(got, want)
             if coord == float(centre[axis]) + 0.3:
                 assert got.any()
+
+
+def test_removed_region_fill_on_the_removed_side(figure, result):
+    """The composed pixels line up with the lines drawn over them: in the
+    coronal panel before, the removed region's fill (air under it: dark red)
+    is above the eye plane's cut line, hardly any below."""
+    p = next(p for p in figure.panels if p.row == 0 and p.axis == 1)
+    px = _pixels(figure, p.box).astype(int)
+    fill = (px[..., 0] > 60) & (px[..., 1] < 15) & (px[..., 2] < 15)
+    cut_row = int(round((p.ylim[1] - result.region.z_cut) / (p.ylim[1] - p.ylim[0]) * p.box[3]))  # from the top
+    assert 5 < cut_row < p.box[3] - 5
+    above, below = fill[:cut_row - 2].mean(), fill[cut_row + 2:].mean()
+    assert above > 0.05 and below < above / 10, (above, below)

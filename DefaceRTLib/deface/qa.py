@@ -242,34 +242,6 @@ def roi_outlines(ss, cache: Optional[dict] = None) -> List[ROIOutline]:
     return out
 
 
-def _draw_contours(ax, outlines: Sequence[ROIOutline], axis: int, at: float, spacing_z: float) -> List[str]:
-    """Draw ROI outlines on one view; returns the ROI names drawn.
-
-    Axial view: the contours of the plane shown, one line collection per ROI;
-    sagittal and coronal views: the points where the ROI's contours cross the
-    plane (:func:`_crossings_of`)."""
-    from matplotlib.collections import LineCollection
-
-    drawn = []
-    for roi in outlines:
-        points, starts, sizes = roi.points, roi.starts, roi.sizes
-        if axis == 2:
-            on_plane = np.flatnonzero(np.abs(points[starts, 2] - at) <= spacing_z / 2)  # planar: z of the first point
-            if not on_plane.size:
-                continue
-            lines = [np.vstack([points[starts[n]:starts[n] + sizes[n], :2], points[starts[n]:starts[n] + 1, :2]])
-                     for n in on_plane]
-            ax.add_collection(LineCollection(lines, colors=[roi.colour], linewidths=1.2))
-        else:
-            pts = _crossings_of(points, starts, sizes, axis, at)
-            if not len(pts):
-                continue
-            h, v = _view_points(pts, axis)
-            ax.plot(h, v, ls="none", marker="o", ms=2.2, mew=0, color=roi.colour)
-        drawn.append(roi.name)
-    return drawn
-
-
 def _concatenated(contours) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(all points (N, 3), start index of each contour, number of points of each)."""
     sizes = np.array([len(c.points) for c in contours])
@@ -293,35 +265,6 @@ def _crossings_of(points: np.ndarray, starts: np.ndarray, sizes: np.ndarray, axi
         return np.zeros((0, 3))
     t = a[hit] / (a[hit] - b[hit])
     return points[hit] + t[:, None] * (q[hit] - points[hit])
-
-
-def _scale_bar(ax, xlim, ylim, length_mm: float = 50.0) -> None:
-    x0 = min(xlim) + 0.05 * abs(xlim[1] - xlim[0])
-    span_y = ylim[1] - ylim[0]  # signed: negative when the view's y runs downwards
-    y0 = ylim[0] + 0.05 * span_y
-    ax.plot([x0, x0 + length_mm], [y0, y0], color="white", lw=3, solid_capstyle="butt")
-    ax.text(x0 + length_mm / 2, y0 + 0.02 * span_y, f"{length_mm:g} mm", color="white", ha="center", va="bottom",
-            fontsize=_pt(MIN_FONT_PX))
-
-
-def _letters(ax, axis: int) -> None:
-    top, bottom, left, right = _LETTERS[axis]
-    kw = dict(color="white", fontsize=_pt(MIN_FONT_PX + 2), fontweight="bold", transform=ax.transAxes)
-    ax.text(0.5, 0.985, top, ha="center", va="top", **kw)
-    ax.text(0.5, 0.015, bottom, ha="center", va="bottom", **kw)
-    ax.text(0.012, 0.5, left, ha="left", va="center", **kw)
-    ax.text(0.988, 0.5, right, ha="right", va="center", **kw)
-
-
-def _cut_lines(ax, axis: int, at: float, region, xlim, ylim) -> None:
-    kw = dict(color=CUT_COLOUR, ls="--", lw=1.4)
-    z_top = max(ylim)
-    if axis == 0:  # sagittal: y horizontal (anterior left), z vertical
-        ax.plot([min(xlim), region.y_cut, region.y_cut], [region.z_cut, region.z_cut, z_top], **kw)
-    elif axis == 1:  # coronal
-        ax.axhline(region.z_cut, **kw)
-    elif at >= region.z_cut:  # axial above the eye plane
-        ax.axhline(region.y_cut, **kw)
 
 
 def _titles(views: QAViews) -> Dict[int, str]:
@@ -414,16 +357,6 @@ def _views_of(result_or_views) -> QAViews:
     return result_or_views if isinstance(result_or_views, QAViews) else qa_views(result_or_views)
 
 
-def qa_figure(result, path: Path, dpi: int = DPI, title: Optional[str] = None) -> Path:
-    """Write the QA figure of a :class:`~.pipeline.DefaceResult` (or its
-    :class:`QAViews`) as PNG.
-
-    ``title`` (e.g. the study's folder) heads the figure. ``dpi`` other than
-    :data:`DPI` scales the whole figure (text is :data:`MIN_FONT_PX` high at :data:`DPI`)."""
-    build_qa_figure(result, title).savefig(str(path), dpi=dpi, pil_kwargs=PNG_OPTIONS)
-    return Path(path)
-
-
 def removed_tissue_cc(result, hu: float = -400.0) -> float:
     """Volume (cc) of the removed region that was tissue (above ``hu``) in the input CT."""
     g = result.original.image.geometry
@@ -435,140 +368,516 @@ def removed_tissue_cc(result, hu: float = -400.0) -> float:
     return n * float(np.prod(g.spacing)) / 1000.0
 
 
-def build_qa_figure(result, title: Optional[str] = None):
-    """The QA figure (a matplotlib ``Figure``; see the module docstring) of
-    a :class:`~.pipeline.DefaceResult` or its :class:`QAViews`."""
+# ------------------------------------------------------------ drawing
+# The figure is drawn in three layers, fastest first: each panel's pixels
+# (CT, removed region fill, dose wash) composed with numpy at display
+# resolution; the lines and markers (ROI contours, outlines, cut planes, eye
+# centres, scale bars, legend keys, colour bar) as matplotlib artists drawn
+# by Agg (antialiased) on a figure without axes; the text drawn by Pillow
+# (FreeType, matplotlib's DejaVu Sans) on top.
+
+_FONT_FILES = {False: "DejaVuSans.ttf", True: "DejaVuSans-Bold.ttf"}
+_FONTS: dict = {}
+_RASTER_CLASS = None
+#: line pitch of multi-line text, in font sizes (matplotlib's default 1.2
+#: times the font's line height)
+_LINE_PITCH = 1.4
+
+
+def _font(px: float, bold: bool = False):
+    """Pillow font ``px`` pixels high: matplotlib's default (DejaVu Sans), from its data folder."""
+    key = (int(round(px)), bold)
+    if key not in _FONTS:
+        import matplotlib
+        from PIL import ImageFont
+
+        _FONTS[key] = ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / _FONT_FILES[bold]), key[0])
+    return _FONTS[key]
+
+
+@dataclass
+class FigureText:
+    """One text of the QA figure: ``text`` (lines separated by newlines) at
+    layout pixel (``x``, ``y``) from the bottom left of the figure (at
+    :data:`DPI`), ``px`` pixels high, aligned ``ha`` (left, center, right) and
+    ``va`` (top, center, bottom; center for one line only) on that point."""
+
+    x: float
+    y: float
+    text: str
+    px: float = MIN_FONT_PX
+    bold: bool = False
+    colour: Tuple[int, int, int] = (0, 0, 0)
+    ha: str = "left"
+    va: str = "bottom"
+
+    def draw(self, canvas, height: float, scale: float) -> None:
+        font = _font(self.px * scale, self.bold)
+        anchor = {"left": "l", "center": "m", "right": "r"}[self.ha] + {"top": "a", "center": "m", "bottom": "d"}[self.va]
+        xy = (self.x * scale, (height - self.y) * scale)
+        if "\n" in self.text:
+            spacing = (_LINE_PITCH - 1.0) * self.px * scale
+            canvas.multiline_text(xy, self.text, fill=self.colour, font=font, anchor=anchor, spacing=spacing,
+                                  align=self.ha)
+        else:
+            canvas.text(xy, self.text, fill=self.colour, font=font, anchor=anchor)
+
+    def width(self, scale: float = 1.0) -> float:
+        """Width (layout pixels) of the widest line."""
+        font = _font(self.px * scale, self.bold)
+        return max(font.getlength(line) for line in self.text.split("\n")) / scale
+
+
+@dataclass
+class PanelInfo:
+    """Where one panel of the QA figure is (layout pixels, ``box`` = x0, y0,
+    width, height from the bottom left), what it shows (``row`` 0 before, 1
+    after; LPS ``axis``; ``xlim``, ``ylim`` in mm) and its title."""
+
+    row: int
+    axis: int
+    box: Tuple[float, float, float, float]
+    xlim: Tuple[float, float]
+    ylim: Tuple[float, float]
+    title: str
+    dose_shown: bool
+
+
+class QAFigure:
+    """The QA figure: a matplotlib ``Figure`` (Agg canvas, no axes) holding
+    the panels' pixels and the lines, plus the texts drawn over it
+    (:class:`FigureText`), the panels (:class:`PanelInfo`) and the legend's
+    labels. :meth:`render` gives the RGB image, :meth:`save` the PNG."""
+
+    def __init__(self, width: int, height: int, dpi: float) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+        from matplotlib.transforms import Affine2D
+
+        self.width, self.height, self.dpi = width, height, dpi
+        self.figure = Figure(figsize=(width / DPI, height / DPI), dpi=dpi, facecolor="white")
+        FigureCanvasAgg(self.figure)
+        self.layout = Affine2D().scale(1.0 / DPI) + self.figure.dpi_scale_trans  # layout pixels -> display
+        self.texts: List[FigureText] = []
+        self.panels: List[PanelInfo] = []
+        self.legend_labels: List[str] = []
+
+    @property
+    def scale(self) -> float:
+        return self.dpi / DPI
+
+    def text(self, x: float, y: float, s: str, **kw) -> FigureText:
+        t = FigureText(x, y, s, **kw)
+        self.texts.append(t)
+        return t
+
+    def line(self, x, y, transform=None, **kw) -> None:
+        from matplotlib.lines import Line2D
+
+        self.figure.add_artist(Line2D(x, y, transform=transform or self.layout, **kw))
+
+    def raster(self, pixels: np.ndarray, x0: float, y0: float) -> None:
+        """Put RGB ``pixels`` (row 0 at the top) on the figure as they are,
+        their bottom left corner at layout pixel (``x0``, ``y0``), beneath
+        the lines: drawn straight into the renderer (no resampling, colour
+        mapping or masking: the pixels are composed already)."""
+        global _RASTER_CLASS
+        if _RASTER_CLASS is None:
+            from matplotlib.artist import Artist
+
+            class Raster(Artist):
+                zorder = -1
+
+                def __init__(self, rgba: np.ndarray, x: int, y: int) -> None:
+                    super().__init__()
+                    self.rgba, self.x, self.y = rgba, x, y
+
+                def draw(self, renderer) -> None:
+                    gc = renderer.new_gc()
+                    renderer.draw_image(gc, self.x, self.y, self.rgba)
+                    gc.restore()
+
+            _RASTER_CLASS = Raster
+        rgba = np.empty(pixels.shape[:2] + (4,), np.uint8)
+        rgba[..., :3] = pixels[::-1]  # the renderer takes the bottom row first
+        rgba[..., 3] = 255
+        self.figure.add_artist(_RASTER_CLASS(rgba, int(round(x0 * self.scale)), int(round(y0 * self.scale))))
+
+    def render(self):
+        """The figure as a Pillow RGB image."""
+        from PIL import Image, ImageDraw
+
+        canvas = self.figure.canvas
+        canvas.draw()
+        image = Image.fromarray(np.ascontiguousarray(np.asarray(canvas.buffer_rgba())[..., :3]))
+        draw = ImageDraw.Draw(image)
+        for t in self.texts:
+            t.draw(draw, self.height, self.scale)
+        return image
+
+    def save(self, path) -> None:
+        self.render().save(path if not isinstance(path, Path) else str(path), format="PNG", **PNG_OPTIONS)
+
+
+class _Panel:
+    """One panel of the QA figure: where it is (layout pixels from the
+    bottom left of the figure, :data:`PANEL_PX` square) and the window it
+    shows (mm: ``xlim`` left to right, ``ylim`` bottom to top)."""
+
+    def __init__(self, fig: QAFigure, x0: float, y0: float, xlim, ylim) -> None:
+        from matplotlib.transforms import Bbox, BboxTransform, TransformedBbox
+
+        self.fig, self.x0, self.y0, self.xlim, self.ylim = fig, x0, y0, xlim, ylim
+        box = Bbox.from_bounds(x0, y0, PANEL_PX, PANEL_PX)
+        self.data = BboxTransform(Bbox([[xlim[0], ylim[0]], [xlim[1], ylim[1]]]), box) + fig.layout
+        self.clip = TransformedBbox(box, fig.layout)
+
+    def line(self, h, v, **kw) -> None:
+        """A line (or markers) in the panel's millimetres, clipped to the panel."""
+        self.fig.line(h, v, transform=self.data, clip_box=self.clip, **kw)
+
+    def lines(self, lines: Sequence[np.ndarray], colour, width: float) -> None:
+        from matplotlib.collections import LineCollection
+
+        self.fig.figure.add_artist(LineCollection(lines, colors=[colour], linewidths=width, transform=self.data,
+                                                  clip_box=self.clip))
+
+    def text(self, fx: float, fy: float, s: str, **kw) -> FigureText:
+        """Text at a fraction (``fx``, ``fy``) of the panel."""
+        return self.fig.text(self.x0 + fx * PANEL_PX, self.y0 + fy * PANEL_PX, s, **kw)
+
+
+def _source_positions(extent, shape, xlim, ylim, n: int) -> Tuple[np.ndarray, np.ndarray]:
+    """(rows, cols): continuous positions, in pixels of an image shown with
+    ``extent`` (matplotlib's left, right, bottom, top; row 0 at the top), of
+    the centres of the n x n display pixels of a window ``xlim`` x ``ylim``
+    (display rows from the top)."""
+    left, right, bottom, top = extent
+    c = (np.arange(n) + 0.5) / n
+    h = xlim[0] + c * (xlim[1] - xlim[0])
+    v = ylim[1] + c * (ylim[0] - ylim[1])
+    return (top - v) * (shape[0] / (top - bottom)), (h - left) * (shape[1] / (right - left))
+
+
+def _nearest(extent, shape, xlim, ylim, n: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row and column indices of the nearest image pixel of each display
+    pixel (:func:`_source_positions`), and where the display pixel is on the image."""
+    rows, cols = _source_positions(extent, shape, xlim, ylim, n)
+    ri, ci = np.floor(rows).astype(np.intp), np.floor(cols).astype(np.intp)
+    inside = ((ri >= 0) & (ri < shape[0]))[:, None] & ((ci >= 0) & (ci < shape[1]))[None, :]
+    return np.clip(ri, 0, shape[0] - 1)[:, None], np.clip(ci, 0, shape[1] - 1)[None, :], inside
+
+
+def _bilinear(img: np.ndarray, extent, window, n: int) -> Tuple[np.ndarray, np.ndarray]:
+    """``img`` sampled bilinearly at the centres of n x n display pixels of
+    ``window`` (between the centres of its pixels; edge pixels held), and
+    where those are on the image."""
+    rows, cols = _source_positions(extent, img.shape, window[0], window[1], n)
+    inside = ((rows >= 0) & (rows < img.shape[0]))[:, None] & ((cols >= 0) & (cols < img.shape[1]))[None, :]
+    weights = []
+    for pos, size in ((rows, img.shape[0]), (cols, img.shape[1])):
+        p = np.clip(pos - 0.5, 0, size - 1)
+        i0 = np.minimum(np.floor(p).astype(np.intp), size - 1)
+        weights.append((i0, np.minimum(i0 + 1, size - 1), (p - i0).astype(np.float32)))
+    (r0, r1, wr), (c0, c1, wc) = weights
+    a = img.astype(np.float32)
+    top, bottom = a[r0], a[r1]
+    out = ((top[:, c0] * (1 - wc) + top[:, c1] * wc) * (1 - wr)[:, None]
+           + (bottom[:, c0] * (1 - wc) + bottom[:, c1] * wc) * wr[:, None])
+    return out, inside
+
+
+def _grey(values: np.ndarray) -> np.ndarray:
+    """CT window -1000 to 1000 HU as 0-255 grey (matplotlib's 256-level ``gray``)."""
+    return np.clip((values.astype(np.float32) + 1000.0) * (256.0 / 2000.0), 0, 255).astype(np.uint8)
+
+
+def _blend(rgb: np.ndarray, where: np.ndarray, colour, alpha: float) -> None:
+    """Paint ``colour`` (0-255 RGB, one or one per pixel of ``where``) over ``rgb`` with opacity ``alpha``."""
+    rgb[where] = rgb[where] * (1.0 - alpha) + np.asarray(colour, np.float32) * alpha
+
+
+def _dose_lut() -> np.ndarray:
+    """The dose colour map (:data:`DOSE_CMAP`) as 256 RGB 0-255 colours."""
     import matplotlib
 
-    matplotlib.use("Agg", force=False)
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import Normalize
-    from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
+    cmap = matplotlib.colormaps[DOSE_CMAP]
+    return (cmap(np.arange(cmap.N))[:, :3] * 255).astype(np.float32)
 
+
+#: the removed region's fill in the top row (matplotlib's ``autumn`` at its
+#: low end, as before), with its opacity
+_FILL, _FILL_ALPHA = (255.0, 0.0, 0.0), 0.35
+
+
+def _panel_pixels(view: View, img: np.ndarray, dose: Optional[np.ndarray], fill: bool, window, n: int,
+                  dose_range, lut: Optional[np.ndarray]) -> Tuple[np.ndarray, bool]:
+    """One panel's n x n RGB pixels: the CT (grey, nearest pixel; black
+    outside it), the removed region in red (``fill``) and the dose wash
+    (``dose_range`` (floor, max) on ``lut``, :data:`DOSE_ALPHA`); and whether
+    any dose is shown."""
+    xlim, ylim = window
+    ri, ci, inside = _nearest(view.extent, img.shape, xlim, ylim, n)
+    rgb = np.repeat(_grey(img[ri, ci])[..., None], 3, axis=2).astype(np.float32)
+    if fill:
+        _blend(rgb, view.removed[ri, ci] & inside, _FILL, _FILL_ALPHA)
+    shown = False
+    if dose is not None and dose_range is not None and dose.max() >= dose_range[0]:
+        d = dose[ri, ci]
+        on = (d >= dose_range[0]) & inside
+        k = ((d[on] - dose_range[0]) * (len(lut) / (dose_range[1] - dose_range[0]))).astype(np.intp)
+        _blend(rgb, on, lut[np.clip(k, 0, len(lut) - 1)], DOSE_ALPHA)
+        shown = bool(on.any())
+    rgb[~inside] = 0.0
+    return np.rint(rgb).astype(np.uint8), shown
+
+
+def _mask_outline(msk: np.ndarray, extent) -> List[np.ndarray]:
+    """The outline (mm, display coordinates) of a view's removed voxels: the
+    0.5 level of the mask at the pixel centres (as matplotlib's ``contour``
+    with this extent, origin upper), traced on the box around them."""
+    import contourpy
+
+    rows, cols = np.flatnonzero(msk.any(axis=1)), np.flatnonzero(msk.any(axis=0))
+    if not rows.size:
+        return []
+    r0, r1 = max(int(rows[0]) - 1, 0), min(int(rows[-1]) + 2, msk.shape[0])
+    c0, c1 = max(int(cols[0]) - 1, 0), min(int(cols[-1]) + 2, msk.shape[1])
+    gen = contourpy.contour_generator(z=msk[r0:r1, c0:c1].astype(np.float64), line_type=contourpy.LineType.Separate)
+    left, right, bottom, top = extent
+    dx, dy = (right - left) / msk.shape[1], (top - bottom) / msk.shape[0]
+    return [np.column_stack([left + (line[:, 0] + c0 + 0.5) * dx, top - (line[:, 1] + r0 + 0.5) * dy])
+            for line in gen.lines(0.5) if len(line) > 1]
+
+
+def _draw_contours(panel: _Panel, outlines: Sequence[ROIOutline], axis: int, at: float, spacing_z: float) -> List[str]:
+    """Draw ROI outlines on one panel; returns the ROI names drawn.
+
+    Axial view: the contours of the plane shown, one line collection per ROI;
+    sagittal and coronal views: the points where the ROI's contours cross the
+    plane (:func:`_crossings_of`)."""
+    drawn = []
+    for roi in outlines:
+        points, starts, sizes = roi.points, roi.starts, roi.sizes
+        if axis == 2:
+            on_plane = np.flatnonzero(np.abs(points[starts, 2] - at) <= spacing_z / 2)  # planar: z of the first point
+            if not on_plane.size:
+                continue
+            panel.lines([np.vstack([points[starts[n]:starts[n] + sizes[n], :2], points[starts[n]:starts[n] + 1, :2]])
+                         for n in on_plane], roi.colour, 1.2)
+        else:
+            pts = _crossings_of(points, starts, sizes, axis, at)
+            if not len(pts):
+                continue
+            h, v = _view_points(pts, axis)
+            panel.line(h, v, ls="none", marker="o", ms=2.2, mew=0, color=roi.colour)
+        drawn.append(roi.name)
+    return drawn
+
+
+def _scale_bar(panel: _Panel, length_mm: float = 50.0) -> None:
+    xlim, ylim = panel.xlim, panel.ylim
+    x0 = min(xlim) + 0.05 * abs(xlim[1] - xlim[0])
+    y0 = ylim[0] + 0.05 * (ylim[1] - ylim[0])  # 5% above the panel's bottom
+    panel.line([x0, x0 + length_mm], [y0, y0], color="white", lw=3, solid_capstyle="butt")
+    fx = (x0 + length_mm / 2 - xlim[0]) / (xlim[1] - xlim[0])
+    panel.text(fx, 0.07, f"{length_mm:g} mm", colour=(255, 255, 255), ha="center", va="bottom")
+
+
+def _letters(panel: _Panel, axis: int) -> None:
+    top, bottom, left, right = _LETTERS[axis]
+    kw = dict(colour=(255, 255, 255), px=MIN_FONT_PX + 2, bold=True)
+    panel.text(0.5, 0.985, top, ha="center", va="top", **kw)
+    panel.text(0.5, 0.015, bottom, ha="center", va="bottom", **kw)
+    panel.text(0.012, 0.5, left, ha="left", va="center", **kw)
+    panel.text(0.988, 0.5, right, ha="right", va="center", **kw)
+
+
+def _cut_lines(panel: _Panel, axis: int, at: float, region) -> None:
+    kw = dict(color=CUT_COLOUR, ls="--", lw=1.4)
+    xlim, ylim = panel.xlim, panel.ylim
+    z_top = max(ylim)
+    if axis == 0:  # sagittal: y horizontal (anterior left), z vertical
+        panel.line([min(xlim), region.y_cut, region.y_cut], [region.z_cut, region.z_cut, z_top], **kw)
+    elif axis == 1:  # coronal
+        panel.line(list(xlim), [region.z_cut, region.z_cut], **kw)
+    elif at >= region.z_cut:  # axial above the eye plane
+        panel.line(list(xlim), [region.y_cut, region.y_cut], **kw)
+
+
+def _legend(fig: QAFigure, x0: float, top: float, entries: Sequence[Tuple[str, dict]], title: str) -> None:
+    """The legend: ``title`` centred over rows of a key (``kind`` patch, line
+    or marker, with its style) and a label, from (``x0``, ``top``) down, in
+    matplotlib's legend proportions (in font sizes: 0.4 border, 0.5 between
+    rows, keys 1.8 long, 0.8 from their labels)."""
+    from matplotlib.patches import Rectangle
+
+    fs = MIN_FONT_PX
+    pad, key_w, key_gap = 0.4 * fs, 1.8 * fs, 0.8 * fs
+    text_h = 1.085 * fs  # the labels' height (as matplotlib lays them out)
+    row_h = text_h + 0.5 * fs
+    labels = [FigureText(0, 0, label) for label, _ in entries]
+    width = key_w + key_gap + max([t.width(fig.scale) for t in labels] + [0.0])
+    fig.text(x0 + pad + width / 2, top - pad, title, ha="center", va="top")
+    y = top - pad - row_h  # below the title
+    for t, (label, style) in zip(labels, entries):
+        cy = y - text_h / 2
+        kind = style.pop("kind")
+        kx = x0 + pad
+        if kind == "patch":
+            fig.figure.add_artist(Rectangle((kx, cy - 0.35 * fs), key_w, 0.7 * fs, transform=fig.layout, lw=0, **style))
+        elif kind == "marker":
+            fig.line([kx + key_w / 2], [cy], ls="none", **style)
+        elif kind == "line":
+            fig.line([kx, kx + key_w], [cy, cy], **style)  # else no key
+        t.x, t.y, t.va = kx + key_w + key_gap, cy, "center"
+        fig.texts.append(t)
+        fig.legend_labels.append(label)
+        y -= row_h
+
+
+def _colour_bar(fig: QAFigure, box, dose_range, lut: np.ndarray) -> None:
+    """The dose colour bar: the colour map from the floor (bottom) to the
+    maximum (top) at the opacity of the wash plus 0.3 on white, framed, with
+    ticks on the right (matplotlib's default tick choice for a bar this tall)."""
+    from matplotlib.patches import Rectangle
+    from matplotlib.ticker import MaxNLocator
+
+    x0, y0, w, h = box
+    n_h, n_w = max(int(round(h * fig.scale)), 1), max(int(round(w * fig.scale)), 1)
+    k = np.minimum(((n_h - 1 - np.arange(n_h) + 0.5) * (len(lut) / n_h)).astype(np.intp), len(lut) - 1)
+    alpha = DOSE_ALPHA + 0.3
+    column = np.rint(lut[k] * alpha + 255.0 * (1 - alpha)).astype(np.uint8)
+    fig.raster(np.repeat(column[:, None, :], n_w, axis=1), x0, y0)
+    fig.figure.add_artist(Rectangle((x0, y0), w, h, fill=False, edgecolor="black", lw=0.8, transform=fig.layout))
+    lo, hi = dose_range
+    fs = _pt(MIN_FONT_PX)
+    nbins = max(int(h * 72.0 / DPI / (2 * fs)), 1)  # as matplotlib's axis tick space: two font sizes per tick
+    ticks = [t for t in MaxNLocator(nbins=nbins, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi) if lo <= t <= hi]
+    tick_len = 3.5 * DPI / 72.0  # matplotlib's default major tick length and label pad (points)
+    for t in ticks:
+        y = y0 + (t - lo) / (hi - lo) * h
+        fig.line([x0 + w, x0 + w + tick_len], [y, y], color="black", lw=0.8)
+        fig.text(x0 + w + 2 * tick_len, y, f"{float(np.round(t, 10)):g}", va="center")
+
+
+def build_qa_figure(result, title: Optional[str] = None, dpi: float = DPI) -> QAFigure:
+    """The :class:`QAFigure` (see the module docstring) of a
+    :class:`~.pipeline.DefaceResult` or its :class:`QAViews`. ``dpi``
+    other than :data:`DPI` scales the whole figure."""
     qv = _views_of(result)
     lm = qv.landmarks
     region = qv.region
     side, centre = qv.side, qv.centre
 
-    # layout in pixels: left margin, three panels, legend column; title band, two rows
+    # layout in pixels at DPI: left margin, three panels, legend column; title band, two rows
     left, gap, legend_w, top_band, title_h, bottom = 24, 18, 300, 78, 52, 16
     width = left + 3 * PANEL_PX + 2 * gap + 24 + legend_w
     height = top_band + 2 * (title_h + PANEL_PX) + bottom
-    fig = Figure(figsize=(width / DPI, height / DPI), facecolor="white")
-    fs = _pt(MIN_FONT_PX)
+    fig = QAFigure(width, height, dpi)
+    n = int(round(PANEL_PX * fig.scale))
 
     dmax, units = qv.dose_max, qv.dose_units
-    norm = Normalize(vmin=DOSE_FLOOR * dmax, vmax=dmax) if dmax > 0 else None
+    dose_range = (DOSE_FLOOR * dmax, dmax) if dmax > 0 else None
+    lut = _dose_lut() if dose_range is not None else None
+    titles = _titles(qv)
 
     drawn_rois: set = set()
-    panels = {}
     for col, axis in enumerate((2, 0, 1)):
         view = qv.views[axis]
-        img_b, img_a, msk, extent, at = view.before, view.after, view.removed, view.extent, view.at
-        xlim, ylim = _window(axis, side, centre)
+        window = _window(axis, side, centre)
+        outline = _mask_outline(view.removed, view.extent)
         for row, (img, outlines, dose) in enumerate(
-            ((img_b, qv.outlines_before, view.dose_before), (img_a, qv.outlines_after, view.dose_after))
+            ((view.before, qv.outlines_before, view.dose_before), (view.after, qv.outlines_after, view.dose_after))
         ):
             x0 = left + col * (PANEL_PX + gap)
             y0 = bottom + (1 - row) * (PANEL_PX + title_h)
-            ax = fig.add_axes((x0 / width, y0 / height, PANEL_PX / width, PANEL_PX / height), facecolor="black")
-            panels[(row, axis)] = ax
-            ax.imshow(img, cmap="gray", vmin=-1000, vmax=1000, extent=extent, interpolation="nearest")
-            if msk.any():
-                if row == 0:
-                    ax.imshow(np.ma.masked_where(~msk, msk), cmap="autumn", alpha=0.35, extent=extent,
-                              interpolation="nearest")
-                else:
-                    ax.contour(msk.astype(np.uint8), levels=[0.5], colors=[REMOVED_COLOUR], linewidths=1.2,
-                               extent=extent, origin="upper")
-            if dose is not None and norm is not None and dose.max() >= norm.vmin:
-                ax.imshow(np.ma.masked_where(dose < norm.vmin, dose), cmap=DOSE_CMAP, norm=norm, alpha=DOSE_ALPHA,
-                          extent=extent, interpolation="nearest")
-            drawn_rois.update(_draw_contours(ax, outlines, axis, at, qv.spacing_z))
-            _cut_lines(ax, axis, at, region, xlim, ylim)
+            panel = _Panel(fig, x0, y0, *window)
+            pixels, dose_shown = _panel_pixels(view, img, dose, row == 0, window, n, dose_range, lut)
+            fig.raster(pixels, x0, y0)
+            if row == 1 and outline:
+                panel.lines(outline, REMOVED_COLOUR, 1.2)
+            drawn_rois.update(_draw_contours(panel, outlines, axis, view.at, qv.spacing_z))
+            _cut_lines(panel, axis, view.at, region)
             pts = np.array([e.centroid for e in lm.eyes], float)
             if axis == 0:
                 pts = pts[:1]
             h, v = _view_points(pts, axis)
-            ax.plot(h, v, ls="none", marker="+", ms=14, mew=2, color=EYE_COLOUR)
-            ax.set_xlim(*xlim)
-            ax.set_ylim(*ylim)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            _letters(ax, axis)
-            _scale_bar(ax, xlim, ylim)
-    titles = _titles(qv)
-    for (row, axis), ax in panels.items():
-        ax.set_title(f"{'BEFORE' if row == 0 else 'AFTER'}: {titles[axis]}", fontsize=fs, loc="center", pad=4)
+            panel.line(h, v, ls="none", marker="+", ms=14, mew=2, color=EYE_COLOUR)
+            _letters(panel, axis)
+            _scale_bar(panel)
+            heading = f"{'BEFORE' if row == 0 else 'AFTER'}: {titles[axis]}"
+            fig.text(x0 + PANEL_PX / 2, y0 + PANEL_PX + 4 * DPI / 72.0, heading, ha="center", va="bottom")
+            fig.panels.append(PanelInfo(row, axis, (x0, y0, PANEL_PX, PANEL_PX), window[0], window[1], heading,
+                                        dose_shown))
 
     # legend and colour bar column
     lx = left + 3 * PANEL_PX + 2 * gap + 24
     roles = qv.roles
-    handles = [
-        Patch(facecolor=REMOVED_COLOUR, alpha=0.6, label="removed region (filled before)"),
-        Line2D([], [], color=REMOVED_COLOUR, lw=1.5, label="removed region (outline after)"),
-        Line2D([], [], color=CUT_COLOUR, ls="--", lw=1.5, label="cut planes"),
-        Line2D([], [], color=EYE_COLOUR, ls="none", marker="+", ms=12, mew=2, label="eye centres"),
+    entries = [
+        ("removed region (filled before)", dict(kind="patch", facecolor=REMOVED_COLOUR, alpha=0.6)),
+        ("removed region (outline after)", dict(kind="line", color=REMOVED_COLOUR, lw=1.5)),
+        ("cut planes", dict(kind="line", color=CUT_COLOUR, ls="--", lw=1.5)),
+        ("eye centres", dict(kind="marker", color=EYE_COLOUR, marker="+", ms=12, mew=2)),
     ]
     names = [r.name for r in qv.outlines_before if r.name in drawn_rois]
     colours = {r.name: r.colour for r in qv.outlines_before}
-    for n in names[:MAX_LEGEND_ROIS]:
-        role = roles.get(n)
-        handles.append(Line2D([], [], color=colours[n], lw=2.5, label=f"{n} ({role})" if role else n))
+    for name in names[:MAX_LEGEND_ROIS]:
+        role = roles.get(name)
+        entries.append((f"{name} ({role})" if role else name, dict(kind="line", color=colours[name], lw=2.5)))
     if len(names) > MAX_LEGEND_ROIS:
-        handles.append(Line2D([], [], color="none", label=f"+ {len(names) - MAX_LEGEND_ROIS} more ROIs"))
-    cb_h = 230 if norm is not None else 0
-    lax = fig.add_axes((lx / width, (bottom + cb_h + 40) / height, legend_w / width,
-                        (height - top_band - bottom - cb_h - 40) / height))
-    lax.axis("off")
-    lax.legend(handles=handles, loc="upper left", fontsize=fs, frameon=False, title="legend (contours: ROI colour)",
-               title_fontsize=fs, borderaxespad=0, handlelength=1.8)
-    if norm is not None:
-        cax = fig.add_axes((lx / width, (bottom + 30) / height, 22 / width, cb_h / height))
-        cb = fig.colorbar(ScalarMappable(norm=norm, cmap=DOSE_CMAP), cax=cax)
-        cb.solids.set_alpha(DOSE_ALPHA + 0.3)
-        cb.ax.tick_params(labelsize=fs)
-        fig.text(lx / width, (bottom + 30 + cb_h + 8) / height,
-                 f"dose ({units}), same scale before\nand after; below {DOSE_FLOOR:.0%} of max\n({dmax:.1f} {units}) not shown",
-                 ha="left", va="bottom", fontsize=fs)
+        entries.append((f"+ {len(names) - MAX_LEGEND_ROIS} more ROIs", dict(kind="none")))
+    _legend(fig, lx, height - top_band, entries, "legend (contours: ROI colour)")
+    if dose_range is not None:
+        cb_h = 230
+        _colour_bar(fig, (lx, bottom + 30, 22, cb_h), dose_range, lut)
+        fig.text(lx, bottom + 30 + cb_h + 8,
+                 f"dose ({units}), same scale before\nand after; below {DOSE_FLOOR:.0%} of max\n({dmax:.1f} {units}) not shown")
 
     removed_cc, tissue_cc = qv.removed_cc, qv.tissue_cc
     head = f"DefaceRT QA: {title}" if title else "DefaceRT QA"
-    fig.text(0.5, 1 - 10 / height, head, ha="center", va="top", fontsize=_pt(MIN_FONT_PX + 4), fontweight="bold")
+    fig.text(width / 2, height - 10, head, ha="center", va="top", px=MIN_FONT_PX + 4, bold=True)
     fig.text(
-        0.5, 1 - 38 / height,
+        width / 2, height - 38,
         f"removed {qv.removed_count} voxels ({removed_cc:.1f} cc, {tissue_cc:.1f} cc of it above -400 HU); eye plane z = {region.z_cut:.1f} mm, "
         f"coronal plane y = {region.y_cut:.1f} mm (LPS); eye landmarks from {lm.source}",
-        ha="center", va="top", fontsize=fs,
+        ha="center", va="top",
     )
     return fig
+
+
+def qa_figure(result, path: Path, dpi: float = DPI, title: Optional[str] = None) -> Path:
+    """Write the QA figure of a :class:`~.pipeline.DefaceResult` (or its
+    :class:`QAViews`) as PNG.
+
+    ``title`` (e.g. the study's folder) heads the figure. ``dpi`` other than
+    :data:`DPI` scales the whole figure (text is :data:`MIN_FONT_PX` high at :data:`DPI`)."""
+    build_qa_figure(result, title, dpi=dpi).save(path)
+    return Path(path)
 
 
 def qa_thumbnails(result, before_path: Path, after_path: Path, size_px: int = 160) -> Tuple[Path, Path]:
     """Small sagittal views (through the first eye centre) before, with the
     removed region in red, and after defacing: the cohort report's
-    thumbnails. ``result``: a :class:`~.pipeline.DefaceResult` or its :class:`QAViews`."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
+    thumbnails (bilinear CT, black outside it). ``result``: a
+    :class:`~.pipeline.DefaceResult` or its :class:`QAViews`."""
+    from PIL import Image
 
     qv = _views_of(result)
-    xlim, ylim = _window(0, qv.side, qv.centre)
+    window = _window(0, qv.side, qv.centre)
     view = qv.views[0]  # the sagittal plane through the first eye centre
-    msk = view.removed
+    ri, ci, on_image = _nearest(view.extent, view.removed.shape, window[0], window[1], size_px)
+    removed = view.removed[ri, ci] & on_image
     for img, path, overlay in ((view.before, before_path, True), (view.after, after_path, False)):
-        fig = Figure(figsize=(size_px / DPI, size_px / DPI), facecolor="black")
-        ax = fig.add_axes((0, 0, 1, 1), facecolor="black")
-        ax.imshow(img, cmap="gray", vmin=-1000, vmax=1000, extent=view.extent, interpolation="bilinear")
-        if overlay and msk.any():
-            ax.imshow(np.ma.masked_where(~msk, msk), cmap="autumn", alpha=0.35, extent=view.extent, interpolation="nearest")
-        ax.set_xlim(*xlim)
-        ax.set_ylim(*ylim)
-        ax.axis("off")
-        fig.savefig(str(path), dpi=DPI, facecolor="black", pil_kwargs=PNG_OPTIONS)
+        values, inside = _bilinear(img, view.extent, window, size_px)
+        rgb = np.repeat(_grey(values)[..., None], 3, axis=2).astype(np.float32)
+        if overlay:
+            _blend(rgb, removed, _FILL, _FILL_ALPHA)
+        rgb[~inside] = 0.0
+        Image.fromarray(np.rint(rgb).astype(np.uint8)).save(str(path), format="PNG", **PNG_OPTIONS)
     return Path(before_path), Path(after_path)
 
 
@@ -658,25 +967,25 @@ def write_qa_views(views: QAViews, folder: Path, figure_name: str, title: Option
 
 
 def prepare_qa_drawing() -> None:
-    """Import what drawing the QA files needs (matplotlib with its Agg
-    backend, Pillow's PNG writer) and draw one tiny figure (fonts, colour
-    maps and the PNG writer loaded): about 0.6 s, done in advance by a
-    process that will draw them (:class:`DefaceRTLib.forked.PreparedCall`);
-    the first QA figure then draws 0.25 s faster."""
+    """Import what drawing the QA files needs (matplotlib's figure and Agg
+    canvas, contourpy, Pillow's PNG writer and fonts) and draw one tiny
+    figure with the same kinds of artists: done in advance by a process
+    that will draw them (:class:`DefaceRTLib.forked.PreparedCall`), so that
+    the QA figure then only draws."""
     import io
 
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(1, 1))
-    ax = fig.add_axes((0, 0, 1, 1))
-    ax.imshow(np.zeros((4, 4)), cmap="gray")
-    ax.plot([0, 1], [0, 1])
-    ax.text(0, 0, "QA", fontsize=8, fontweight="bold")
-    ax.legend(handles=ax.lines[:1], labels=["QA"])
-    fig.savefig(io.BytesIO(), format="png", pil_kwargs=PNG_OPTIONS)
+    fig = QAFigure(8, 8, DPI)
+    _dose_lut()
+    _mask_outline(np.eye(4, dtype=bool), [0, 1, 0, 1])
+    fig.raster(np.zeros((4, 4, 3), np.uint8), 0, 0)
+    panel = _Panel(fig, 0, 0, (0, 1), (0, 1))
+    panel.lines([np.zeros((2, 2))], "red", 1.2)
+    panel.line([0, 1], [0, 1], ls="none", marker="o", ms=2.2, mew=0)
+    _legend(fig, 0, 8, [("QA", dict(kind="patch", facecolor="red", alpha=0.6))], "QA")
+    for px in (MIN_FONT_PX, MIN_FONT_PX + 2, MIN_FONT_PX + 4):
+        for bold in (False, True):
+            fig.text(0, 0, "QA\n0.1", px=px, bold=bold)
+    fig.save(io.BytesIO())
 
 
 def _write_qa(views: QAViews, folder: Path, figure_name: str, face: dict, title: Optional[str]) -> List[Path]:
