@@ -279,10 +279,11 @@ def _titles(views: QAViews) -> Dict[int, str]:
 
 @dataclass
 class View:
-    """One plane of the QA figure: display images before and after, the
-    removed voxels, the dose before and after on the same pixels (None
-    without a dose to show), matplotlib extent (mm) and the coordinate (LPS
-    mm) of the plane shown."""
+    """One plane of the QA figure: display images before and after (the
+    part of the plane the field of view shows), the removed voxels, the dose
+    before and after on the same pixels (float32; None without a dose to
+    show), matplotlib extent (mm) of those pixels and the coordinate (LPS mm)
+    of the plane shown."""
 
     before: np.ndarray
     after: np.ndarray
@@ -297,19 +298,19 @@ class View:
 class QAViews:
     """What the QA figure and the thumbnails show of a defacing result: the
     three planes (LPS axis 2 axial, 0 sagittal, 1 coronal), the field of
-    view, the ROI outlines before and after and the figures' numbers.
+    view, what is drawn of the ROIs before and after and the figures' numbers.
 
-    A few MB (planes, not volumes), so it can be sent to a process that
-    draws while the result is written (:func:`write_qa_views`)."""
+    Small (about 1 MB: the parts of the planes the panels show, the ROIs'
+    lines on the axial plane and crossing points), so it is sent cheaply to
+    a process that draws while the result is written (:func:`write_qa_views`)."""
 
     views: Dict[int, View]
     side: float
     centre: Tuple[float, float, float]
-    spacing_z: float
     landmarks: object
     region: object
-    outlines_before: List[ROIOutline]
-    outlines_after: List[ROIOutline]
+    outlines_before: List[ShownROI]
+    outlines_after: List[ShownROI]
     roles: Dict[str, str]
     dose_max: float
     dose_units: str
@@ -331,26 +332,90 @@ def qa_views(result) -> QAViews:
     dose_a = result.defaced.doses[0] if result.defaced.doses else None
     dmax = float(dose_b.array.max()) if dose_b is not None and dose_b.array.size else 0.0
     units = (getattr(dose_b, "units", "") or "Gy") if dose_b is not None else ""
+    removed, tissue = _removed_counts(result)
+    voxel_mm3 = float(np.prod(g.spacing))
     views = {}
-    outlines: dict = {}  # kept ROIs are the same objects before and after
     for axis in (2, 0, 1):
         img_b, extent, at = plane(before.array, g, axis, coords[axis])
+        crop, extent = _crop_to_window(extent, img_b.shape, _window(axis, side, centre))
         img_a, _, _ = plane(after.array, g, axis, coords[axis])
         msk, _, _ = plane(result.image_mask.mask, g, axis, coords[axis])
-        view = View(img_b, img_a, msk, extent, at)
+        view = View(img_b[crop], img_a[crop], msk[crop], extent, at)
         if dmax > 0:
-            view.dose_before = _dose_on_plane(dose_b, g, axis, at)
-            view.dose_after = _dose_on_plane(dose_a, g, axis, at) if dose_a is not None else None
+            view.dose_before = _dose_on_plane(dose_b, g, axis, at)[crop].astype(np.float32)
+            view.dose_after = _dose_on_plane(dose_a, g, axis, at)[crop].astype(np.float32) if dose_a is not None else None
         views[axis] = view
+    planes = {axis: v.at for axis, v in views.items()}
+    outlines: dict = {}  # kept ROIs are the same objects before and after
+    shown: dict = {}
+    spacing_z = float(g.spacing[2])
     return QAViews(
-        views=views, side=side, centre=centre, spacing_z=float(g.spacing[2]), landmarks=lm, region=result.region,
-        outlines_before=roi_outlines(result.original.structure_set, outlines),
-        outlines_after=roi_outlines(result.defaced.structure_set, outlines),
+        views=views, side=side, centre=centre, landmarks=lm, region=result.region,
+        outlines_before=[_shown_contours(o, planes, spacing_z, shown)
+                         for o in roi_outlines(result.original.structure_set, outlines)],
+        outlines_after=[_shown_contours(o, planes, spacing_z, shown)
+                        for o in roi_outlines(result.defaced.structure_set, outlines)],
         roles=_roi_roles(result), dose_max=dmax, dose_units="Gy" if units.upper() == "GY" else units,
-        removed_count=int(result.image_mask.removed_count),
-        removed_cc=result.image_mask.removed_count * float(np.prod(g.spacing)) / 1000.0,
-        tissue_cc=removed_tissue_cc(result),
+        removed_count=removed, removed_cc=removed * voxel_mm3 / 1000.0, tissue_cc=tissue * voxel_mm3 / 1000.0,
     )
+
+
+def _crop_to_window(extent, shape, window, margin: int = 2) -> Tuple[Tuple[slice, slice], list]:
+    """The rows and columns of a view image (``extent``, ``shape``) that a
+    window (``xlim``, ``ylim``) shows, with ``margin`` pixels more on each side
+    (at least one pixel), and the extent of that part: the QA views hold
+    only what the panels and thumbnails show."""
+    left, right, bottom, top = extent
+    xlim, ylim = window
+    cols = sorted((x - left) * (shape[1] / (right - left)) for x in xlim)
+    rows = sorted((top - y) * (shape[0] / (top - bottom)) for y in ylim)
+    span = []
+    for (lo, hi), n in ((rows, shape[0]), (cols, shape[1])):
+        a = min(max(int(np.floor(lo)) - margin, 0), n - 1)
+        span.append((a, min(max(int(np.ceil(hi)) + margin, a + 1), n)))
+    (r0, r1), (c0, c1) = span
+    dx, dy = (right - left) / shape[1], (top - bottom) / shape[0]
+    return (slice(r0, r1), slice(c0, c1)), [left + c0 * dx, left + c1 * dx, top - r1 * dy, top - r0 * dy]
+
+
+@dataclass
+class ShownROI:
+    """What the QA views draw of one ROI: its colour (RGB 0-1), the closed
+    lines (LPS x, y; (N, 2) each, first point repeated last) of its contours
+    on the axial plane shown, and per LPS axis 0 (sagittal) and 1 (coronal)
+    the points (LPS, (M, 3)) where its contours cross that view's plane."""
+
+    name: str
+    colour: np.ndarray
+    axial: List[np.ndarray]
+    crossings: Dict[int, np.ndarray]
+
+
+def _shown_contours(outline: ROIOutline, planes: Dict[int, float], spacing_z: float, cache: dict) -> ShownROI:
+    """The :class:`ShownROI` of an ROI's outline for the views' ``planes``:
+    axial, its contours whose (planar) z is within half a slice of
+    ``planes[2]``; sagittal and coronal, where its contours cross the plane
+    (:func:`_crossings_of`, on the contours with points on both sides of it).
+    ``cache`` keeps one result per outline (ROIs shared before and after)."""
+    if id(outline) in cache:
+        return cache[id(outline)][1]
+    points, starts, sizes = outline.points, outline.starts, outline.sizes
+    on_plane = np.flatnonzero(np.abs(points[starts, 2] - planes[2]) <= spacing_z / 2)  # planar: z of the first point
+    axial = [np.vstack([points[starts[n]:starts[n] + sizes[n], :2], points[starts[n]:starts[n] + 1, :2]])
+             for n in on_plane]
+    full = np.flatnonzero(sizes > 0)
+    crossings = {}
+    for axis in (0, 1):
+        lo = np.minimum.reduceat(points[:, axis], starts[full])
+        hi = np.maximum.reduceat(points[:, axis], starts[full])
+        idx = full[(lo <= planes[axis]) & (hi > planes[axis])]
+        kept_sizes = sizes[idx]
+        new_starts = np.cumsum(kept_sizes) - kept_sizes
+        take = np.repeat(starts[idx] - new_starts, kept_sizes) + np.arange(int(kept_sizes.sum()))
+        crossings[axis] = _crossings_of(points[take], new_starts, kept_sizes, axis, planes[axis])
+    shown = ShownROI(outline.name, outline.colour, axial, crossings)
+    cache[id(outline)] = (outline, shown)
+    return shown
 
 
 def _views_of(result_or_views) -> QAViews:
@@ -359,13 +424,22 @@ def _views_of(result_or_views) -> QAViews:
 
 def removed_tissue_cc(result, hu: float = -400.0) -> float:
     """Volume (cc) of the removed region that was tissue (above ``hu``) in the input CT."""
-    g = result.original.image.geometry
-    box = result.image_mask.box  # no voxel outside it is removed
-    n = 0
-    if box is not None:  # slice by slice: no box-sized temporary arrays
-        image, mask = result.original.image.array[box], result.image_mask.mask[box]
-        n = sum(int(np.count_nonzero((image[k] > hu) & mask[k])) for k in range(image.shape[0]))
-    return n * float(np.prod(g.spacing)) / 1000.0
+    return _removed_counts(result, hu)[1] * float(np.prod(result.original.image.geometry.spacing)) / 1000.0
+
+
+def _removed_counts(result, hu: float = -400.0) -> Tuple[int, int]:
+    """(removed voxels, those of them above ``hu`` in the input CT), counted
+    slice by slice in the removed region's box (no voxel outside it is
+    removed; no box-sized temporary arrays)."""
+    box = result.image_mask.box
+    if box is None:
+        return 0, 0
+    image, mask = result.original.image.array[box], result.image_mask.mask[box]
+    removed = tissue = 0
+    for k in range(image.shape[0]):
+        removed += int(np.count_nonzero(mask[k]))
+        tissue += int(np.count_nonzero((image[k] > hu) & mask[k]))
+    return removed, tissue
 
 
 # ------------------------------------------------------------ drawing
@@ -653,23 +727,20 @@ def _mask_outline(msk: np.ndarray, extent) -> List[np.ndarray]:
             for line in gen.lines(0.5) if len(line) > 1]
 
 
-def _draw_contours(panel: _Panel, outlines: Sequence[ROIOutline], axis: int, at: float, spacing_z: float) -> List[str]:
+def _draw_contours(panel: _Panel, rois: Sequence[ShownROI], axis: int) -> List[str]:
     """Draw ROI outlines on one panel; returns the ROI names drawn.
 
     Axial view: the contours of the plane shown, one line collection per ROI;
     sagittal and coronal views: the points where the ROI's contours cross the
-    plane (:func:`_crossings_of`)."""
+    plane, as dots."""
     drawn = []
-    for roi in outlines:
-        points, starts, sizes = roi.points, roi.starts, roi.sizes
+    for roi in rois:
         if axis == 2:
-            on_plane = np.flatnonzero(np.abs(points[starts, 2] - at) <= spacing_z / 2)  # planar: z of the first point
-            if not on_plane.size:
+            if not roi.axial:
                 continue
-            panel.lines([np.vstack([points[starts[n]:starts[n] + sizes[n], :2], points[starts[n]:starts[n] + 1, :2]])
-                         for n in on_plane], roi.colour, 1.2)
+            panel.lines(roi.axial, roi.colour, 1.2)
         else:
-            pts = _crossings_of(points, starts, sizes, axis, at)
+            pts = roi.crossings[axis]
             if not len(pts):
                 continue
             h, v = _view_points(pts, axis)
@@ -800,7 +871,7 @@ def build_qa_figure(result, title: Optional[str] = None, dpi: float = DPI) -> QA
             fig.raster(pixels, x0, y0)
             if row == 1 and outline:
                 panel.lines(outline, REMOVED_COLOUR, 1.2)
-            drawn_rois.update(_draw_contours(panel, outlines, axis, view.at, qv.spacing_z))
+            drawn_rois.update(_draw_contours(panel, outlines, axis))
             _cut_lines(panel, axis, view.at, region)
             pts = np.array([e.centroid for e in lm.eyes], float)
             if axis == 0:
