@@ -251,20 +251,21 @@ def _concatenated(contours) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def _crossings_of(points: np.ndarray, starts: np.ndarray, sizes: np.ndarray, axis: int, coord: float) -> np.ndarray:
     """Points where closed polygons (``points[starts[n]:starts[n] + sizes[n]]``)
-    cross the plane ``points[:, axis] == coord``, all in one array operation."""
+    cross the plane ``points[:, axis] == coord``, all in one array operation
+    (the edges' other coordinates are only looked at where they cross)."""
     if not len(points):
         return np.zeros((0, 3))
     nxt = np.arange(1, len(points) + 1)
     ok = sizes > 0
     nxt[(starts + sizes - 1)[ok]] = starts[ok]  # each polygon's last vertex closes to its first
-    q = points[nxt]
     a = points[:, axis] - coord
-    b = q[:, axis] - coord
-    hit = (a <= 0) != (b <= 0)
-    if not hit.any():
+    b = a[nxt]
+    hit = np.flatnonzero((a <= 0) != (b <= 0))
+    if not hit.size:
         return np.zeros((0, 3))
+    p, q = points[hit], points[nxt[hit]]
     t = a[hit] / (a[hit] - b[hit])
-    return points[hit] + t[:, None] * (q[hit] - points[hit])
+    return p + t[:, None] * (q - p)
 
 
 def _titles(views: QAViews) -> Dict[int, str]:
@@ -395,7 +396,7 @@ def _shown_contours(outline: ROIOutline, planes: Dict[int, float], spacing_z: fl
     """The :class:`ShownROI` of an ROI's outline for the views' ``planes``:
     axial, its contours whose (planar) z is within half a slice of
     ``planes[2]``; sagittal and coronal, where its contours cross the plane
-    (:func:`_crossings_of`, on the contours with points on both sides of it).
+    (:func:`_crossings_of`).
     ``cache`` keeps one result per outline (ROIs shared before and after)."""
     if id(outline) in cache:
         return cache[id(outline)][1]
@@ -403,16 +404,7 @@ def _shown_contours(outline: ROIOutline, planes: Dict[int, float], spacing_z: fl
     on_plane = np.flatnonzero(np.abs(points[starts, 2] - planes[2]) <= spacing_z / 2)  # planar: z of the first point
     axial = [np.vstack([points[starts[n]:starts[n] + sizes[n], :2], points[starts[n]:starts[n] + 1, :2]])
              for n in on_plane]
-    full = np.flatnonzero(sizes > 0)
-    crossings = {}
-    for axis in (0, 1):
-        lo = np.minimum.reduceat(points[:, axis], starts[full])
-        hi = np.maximum.reduceat(points[:, axis], starts[full])
-        idx = full[(lo <= planes[axis]) & (hi > planes[axis])]
-        kept_sizes = sizes[idx]
-        new_starts = np.cumsum(kept_sizes) - kept_sizes
-        take = np.repeat(starts[idx] - new_starts, kept_sizes) + np.arange(int(kept_sizes.sum()))
-        crossings[axis] = _crossings_of(points[take], new_starts, kept_sizes, axis, planes[axis])
+    crossings = {axis: _crossings_of(points, starts, sizes, axis, planes[axis]) for axis in (0, 1)}
     shown = ShownROI(outline.name, outline.colour, axial, crossings)
     cache[id(outline)] = (outline, shown)
     return shown
