@@ -578,7 +578,8 @@ class QAFigure:
 
         canvas = self.figure.canvas
         canvas.draw()
-        image = Image.fromarray(np.ascontiguousarray(np.asarray(canvas.buffer_rgba())[..., :3]))
+        size = canvas.get_width_height()
+        image = Image.frombuffer("RGBA", size, canvas.buffer_rgba(), "raw", "RGBA", 0, 1).convert("RGB")
         draw = ImageDraw.Draw(image)
         for t in self.texts:
             t.draw(draw, self.height, self.scale)
@@ -610,6 +611,15 @@ class _Panel:
 
         self.fig.figure.add_artist(LineCollection(lines, colors=[colour], linewidths=width, transform=self.data,
                                                   clip_box=self.clip))
+
+    def dots(self, points: np.ndarray, colours: np.ndarray, diameter_pt: float) -> None:
+        """Round dots (``diameter_pt`` points across, as markers ``o`` of that
+        size) at ``points`` (mm), one colour (RGB 0-1) each."""
+        from matplotlib.collections import CircleCollection
+
+        self.fig.figure.add_artist(CircleCollection(
+            [np.pi * (diameter_pt / 2) ** 2], offsets=points, offset_transform=self.data, facecolors=colours,
+            edgecolors="none", linewidths=0, clip_box=self.clip, zorder=2))
 
     def text(self, fx: float, fy: float, s: str, **kw) -> FigureText:
         """Text at a fraction (``fx``, ``fy``) of the panel."""
@@ -662,8 +672,9 @@ def _grey(values: np.ndarray) -> np.ndarray:
 
 
 def _blend(rgb: np.ndarray, where: np.ndarray, colour, alpha: float) -> None:
-    """Paint ``colour`` (0-255 RGB, one or one per pixel of ``where``) over ``rgb`` with opacity ``alpha``."""
-    rgb[where] = rgb[where] * (1.0 - alpha) + np.asarray(colour, np.float32) * alpha
+    """Paint ``colour`` (0-255 RGB: one, or one per pixel of ``rgb``) over
+    ``rgb`` (float, in place) with opacity ``alpha`` where ``where`` is true."""
+    np.copyto(rgb, rgb * (1.0 - alpha) + np.asarray(colour, np.float32) * alpha, where=where[..., None])
 
 
 def _dose_lut() -> np.ndarray:
@@ -694,8 +705,8 @@ def _panel_pixels(view: View, img: np.ndarray, dose: Optional[np.ndarray], fill:
     if dose is not None and dose_range is not None and dose.max() >= dose_range[0]:
         d = dose[ri, ci]
         on = (d >= dose_range[0]) & inside
-        k = ((d[on] - dose_range[0]) * (len(lut) / (dose_range[1] - dose_range[0]))).astype(np.intp)
-        _blend(rgb, on, lut[np.clip(k, 0, len(lut) - 1)], DOSE_ALPHA)
+        k = ((np.maximum(d, dose_range[0]) - dose_range[0]) * (len(lut) / (dose_range[1] - dose_range[0]))).astype(np.intp)
+        _blend(rgb, on, lut[np.minimum(k, len(lut) - 1)], DOSE_ALPHA)
         shown = bool(on.any())
     rgb[~inside] = 0.0
     return np.rint(rgb).astype(np.uint8), shown
@@ -724,8 +735,9 @@ def _draw_contours(panel: _Panel, rois: Sequence[ShownROI], axis: int) -> List[s
 
     Axial view: the contours of the plane shown, one line collection per ROI;
     sagittal and coronal views: the points where the ROI's contours cross the
-    plane, as dots."""
+    plane, as dots in the ROI's colour (one collection for all ROIs, in order)."""
     drawn = []
+    dots, colours = [], []
     for roi in rois:
         if axis == 2:
             if not roi.axial:
@@ -735,9 +747,11 @@ def _draw_contours(panel: _Panel, rois: Sequence[ShownROI], axis: int) -> List[s
             pts = roi.crossings[axis]
             if not len(pts):
                 continue
-            h, v = _view_points(pts, axis)
-            panel.line(h, v, ls="none", marker="o", ms=2.2, mew=0, color=roi.colour)
+            dots.append(np.column_stack(_view_points(pts, axis)))
+            colours.append(np.broadcast_to(roi.colour, (len(pts), 3)))
         drawn.append(roi.name)
+    if dots:
+        panel.dots(np.concatenate(dots), np.concatenate(colours), 2.2)
     return drawn
 
 
@@ -1043,7 +1057,8 @@ def prepare_qa_drawing() -> None:
     fig.raster(np.zeros((4, 4, 3), np.uint8), 0, 0)
     panel = _Panel(fig, 0, 0, (0, 1), (0, 1))
     panel.lines([np.zeros((2, 2))], "red", 1.2)
-    panel.line([0, 1], [0, 1], ls="none", marker="o", ms=2.2, mew=0)
+    panel.line([0, 1], [0, 1], ls="none", marker="+", ms=14, mew=2)
+    panel.dots(np.zeros((2, 2)), np.zeros((2, 3)), 2.2)
     _legend(fig, 0, 8, [("QA", dict(kind="patch", facecolor="red", alpha=0.6))], "QA")
     for px in (MIN_FONT_PX, MIN_FONT_PX + 2, MIN_FONT_PX + 4):
         for bold in (False, True):
