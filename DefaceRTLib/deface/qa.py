@@ -671,12 +671,6 @@ def _grey(values: np.ndarray) -> np.ndarray:
     return np.clip((values.astype(np.float32) + 1000.0) * (256.0 / 2000.0), 0, 255).astype(np.uint8)
 
 
-def _blend(rgb: np.ndarray, where: np.ndarray, colour, alpha: float) -> None:
-    """Paint ``colour`` (0-255 RGB: one, or one per pixel of ``rgb``) over
-    ``rgb`` (float, in place) with opacity ``alpha`` where ``where`` is true."""
-    np.copyto(rgb, rgb * (1.0 - alpha) + np.asarray(colour, np.float32) * alpha, where=where[..., None])
-
-
 def _dose_lut() -> np.ndarray:
     """The dose colour map (:data:`DOSE_CMAP`) as 256 RGB 0-255 colours."""
     import matplotlib
@@ -690,26 +684,45 @@ def _dose_lut() -> np.ndarray:
 _FILL, _FILL_ALPHA = (255.0, 0.0, 0.0), 0.35
 
 
+def _colour_table(lut: Optional[np.ndarray]) -> np.ndarray:
+    """Every colour a panel pixel can have, as a lookup table (RGB 0-255
+    rows): row ``(grey + 256 * filled) * m + k`` is the CT grey level
+    ``grey``, under the removed region's fill when ``filled``, under the dose
+    wash of colour ``k`` of ``lut`` (``k`` = 256: no wash; m = 257), or
+    without a ``lut`` (m = 1) just the first two."""
+    grey = np.repeat(np.arange(256, dtype=np.float32)[:, None], 3, axis=1)
+    states = np.concatenate([grey, grey * (1.0 - _FILL_ALPHA) + np.asarray(_FILL, np.float32) * _FILL_ALPHA])
+    if lut is None:
+        return np.rint(states).astype(np.uint8)
+    washed = states[:, None, :] * (1.0 - DOSE_ALPHA) + lut[None, :, :] * DOSE_ALPHA
+    return np.rint(np.concatenate([washed, states[:, None, :]], axis=1)).astype(np.uint8).reshape(-1, 3)
+
+
 def _panel_pixels(view: View, img: np.ndarray, dose: Optional[np.ndarray], fill: bool, window, n: int,
-                  dose_range, lut: Optional[np.ndarray]) -> Tuple[np.ndarray, bool]:
+                  dose_range, lut: Optional[np.ndarray], table: np.ndarray) -> Tuple[np.ndarray, bool]:
     """One panel's n x n RGB pixels: the CT (grey, nearest pixel; black
     outside it), the removed region in red (``fill``) and the dose wash
-    (``dose_range`` (floor, max) on ``lut``, :data:`DOSE_ALPHA`); and whether
-    any dose is shown."""
+    (``dose_range`` (floor, max) on ``lut``, :data:`DOSE_ALPHA`), looked up
+    in ``table`` (:func:`_colour_table` of ``lut``); and whether any dose is shown."""
     xlim, ylim = window
     ri, ci, inside = _nearest(view.extent, img.shape, xlim, ylim, n)
-    rgb = np.repeat(_grey(img[ri, ci])[..., None], 3, axis=2).astype(np.float32)
+    index = _grey(img[ri, ci]).astype(np.intp)
     if fill:
-        _blend(rgb, view.removed[ri, ci] & inside, _FILL, _FILL_ALPHA)
+        index += 256 * (view.removed[ri, ci] & inside)
     shown = False
-    if dose is not None and dose_range is not None and dose.max() >= dose_range[0]:
-        d = dose[ri, ci]
-        on = (d >= dose_range[0]) & inside
-        k = ((np.maximum(d, dose_range[0]) - dose_range[0]) * (len(lut) / (dose_range[1] - dose_range[0]))).astype(np.intp)
-        _blend(rgb, on, lut[np.minimum(k, len(lut) - 1)], DOSE_ALPHA)
-        shown = bool(on.any())
-    rgb[~inside] = 0.0
-    return np.rint(rgb).astype(np.uint8), shown
+    if lut is not None:
+        index *= len(lut) + 1
+        k = np.full(index.shape, len(lut), np.intp)  # no wash
+        if dose is not None and dose_range is not None and dose.max() >= dose_range[0]:
+            d = dose[ri, ci]
+            on = (d >= dose_range[0]) & inside
+            scaled = (np.maximum(d, dose_range[0]) - dose_range[0]) * (len(lut) / (dose_range[1] - dose_range[0]))
+            k[on] = np.minimum(scaled.astype(np.intp), len(lut) - 1)[on]
+            shown = bool(on.any())
+        index += k
+    rgb = table[index]
+    rgb[~inside] = 0
+    return rgb, shown
 
 
 def _mask_outline(msk: np.ndarray, extent) -> List[np.ndarray]:
@@ -860,6 +873,7 @@ def build_qa_figure(result, title: Optional[str] = None, dpi: float = DPI) -> QA
     dmax, units = qv.dose_max, qv.dose_units
     dose_range = (DOSE_FLOOR * dmax, dmax) if dmax > 0 else None
     lut = _dose_lut() if dose_range is not None else None
+    table = _colour_table(lut)
     titles = _titles(qv)
 
     drawn_rois: set = set()
@@ -873,7 +887,7 @@ def build_qa_figure(result, title: Optional[str] = None, dpi: float = DPI) -> QA
             x0 = left + col * (PANEL_PX + gap)
             y0 = bottom + (1 - row) * (PANEL_PX + title_h)
             panel = _Panel(fig, x0, y0, *window)
-            pixels, dose_shown = _panel_pixels(view, img, dose, row == 0, window, n, dose_range, lut)
+            pixels, dose_shown = _panel_pixels(view, img, dose, row == 0, window, n, dose_range, lut, table)
             fig.raster(pixels, x0, y0)
             if row == 1 and outline:
                 panel.lines(outline, REMOVED_COLOUR, 1.2)
@@ -948,13 +962,15 @@ def qa_thumbnails(result, before_path: Path, after_path: Path, size_px: int = 16
     view = qv.views[0]  # the sagittal plane through the first eye centre
     ri, ci, on_image = _nearest(view.extent, view.removed.shape, window[0], window[1], size_px)
     removed = view.removed[ri, ci] & on_image
+    table = _colour_table(None)
     for img, path, overlay in ((view.before, before_path, True), (view.after, after_path, False)):
         values, inside = _bilinear(img, view.extent, window, size_px)
-        rgb = np.repeat(_grey(values)[..., None], 3, axis=2).astype(np.float32)
+        index = _grey(values).astype(np.intp)
         if overlay:
-            _blend(rgb, removed, _FILL, _FILL_ALPHA)
-        rgb[~inside] = 0.0
-        Image.fromarray(np.rint(rgb).astype(np.uint8)).save(str(path), format="PNG", **PNG_OPTIONS)
+            index += 256 * removed
+        rgb = table[index]
+        rgb[~inside] = 0
+        Image.fromarray(rgb).save(str(path), format="PNG", **PNG_OPTIONS)
     return Path(before_path), Path(after_path)
 
 
@@ -1052,7 +1068,7 @@ def prepare_qa_drawing() -> None:
     import io
 
     fig = QAFigure(8, 8, DPI)
-    _dose_lut()
+    _colour_table(_dose_lut())
     _mask_outline(np.eye(4, dtype=bool), [0, 1, 0, 1])
     fig.raster(np.zeros((4, 4, 3), np.uint8), 0, 0)
     panel = _Panel(fig, 0, 0, (0, 1), (0, 1))
