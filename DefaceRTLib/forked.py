@@ -2,9 +2,9 @@
 
 A study's QA files (figure, thumbnails, face renders) are drawn from the
 defacing result held in memory and written outside the shareable output.
-Drawing them is single-threaded Python and matplotlib work (about 2.5 s for
-a 512 x 512 x 180 CT, of which 1 s is importing matplotlib and loading its
-fonts); the DICOM write and the verification that follow need none of it.
+Drawing them is single-threaded Python and matplotlib work (importing
+matplotlib alone takes about 0.5 s); the DICOM write and the verification
+that follow need none of it.
 :class:`ForkedCall` runs such a function in a ``fork()`` of the current
 process, so it sees the result without copying or pickling it (pages are
 shared copy-on-write), and uses a second core while the parent writes and
@@ -21,7 +21,7 @@ leaves no process drawing into its stale partial folders.
 
 :class:`PreparedCall` forks earlier, before the data exist: its child
 imports what it will need (matplotlib) while the study is read and defaced,
-then receives its arguments (the few MB the QA files show, pickled) and
+then receives its arguments (the QA views, about 1-6 MB pickled) and
 makes the call; the import is then off the critical path.
 """
 

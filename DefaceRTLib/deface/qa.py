@@ -17,8 +17,15 @@ bottom row. The views, in patient coordinates whatever the orientation:
 
 Every title gives the position of its plane in mm (LPS) before and after.
 Text is at least :data:`MIN_FONT_PX` pixels high at the PNG's native size
-(:data:`DPI`). Rendered with matplotlib's Agg backend (no display needed).
-:func:`qa_thumbnails` writes small sagittal views for the cohort report.
+(:data:`DPI`). No display is needed: the panels' pixels are composed with
+numpy, the lines drawn by matplotlib's Agg backend and the text by Pillow
+(see "drawing" below). :func:`qa_thumbnails` writes small sagittal views
+for the cohort report.
+
+What the figure shows is computed by the process holding the defacing
+result (:func:`qa_views`: planes cut to the field of view, the ROIs' lines
+and crossing points); drawing it (:func:`write_qa_views`) can be left to
+another process, which gets those views alone.
 """
 
 from __future__ import annotations
