@@ -191,3 +191,24 @@ def test_removed_region_fill_on_the_removed_side(figure, result):
     assert 5 < cut_row < p.box[3] - 5
     above, below = fill[:cut_row - 2].mean(), fill[cut_row + 2:].mean()
     assert above > 0.05 and below < above / 10, (above, below)
+
+
+def test_plane_read_inside_a_box_is_the_whole_plane():
+    """A mask's QA plane read only inside its box (zero outside) equals the
+    plane of the whole array, for every view, inside and outside the box."""
+    from DefaceRTLib.deface.qa import plane
+    from DefaceRTLib.geometry import ImageGeometry
+
+    g = ImageGeometry((20, 16, 12), (1.5, 2.0, 3.0), (-10.0, -12.0, -15.0))
+    box = (slice(3, 9), slice(4, 12), slice(5, 17))
+    mask = np.zeros(g.shape, bool)
+    mask[box] = np.random.default_rng(1).random(mask[box].shape) > 0.4
+    for axis in (0, 1, 2):
+        coords = g.patient_axis_coordinates(axis)
+        for coord in coords[[0, 5, 6, 8, -1]]:
+            want, extent, at = plane(mask, g, axis, float(coord))
+            got, extent_b, at_b = plane(mask, g, axis, float(coord), box)
+            assert got.dtype == want.dtype and (extent_b, at_b) == (extent, at)
+            np.testing.assert_array_equal(got, want)
+        assert not plane(np.zeros(g.shape, bool), g, axis, float(coords[3]), None)[0].any()
+    assert plane(mask, g, 2, float(g.patient_axis_coordinates(2)[5]), box)[0].any()

@@ -68,17 +68,26 @@ def _pt(px: float) -> float:
     return px * 72.0 / DPI
 
 
-def plane(array: np.ndarray, geometry: ImageGeometry, lps_axis: int, coord: float) -> Tuple[np.ndarray, list, float]:
+def plane(array: np.ndarray, geometry: ImageGeometry, lps_axis: int, coord: float,
+          box: Optional[tuple] = ()) -> Tuple[np.ndarray, list, float]:
     """2-D view of ``array`` at LPS coordinate ``coord`` along ``lps_axis``.
 
     Returns the image (rows/cols ordered for display), the matplotlib extent
-    (left, right, bottom, top) in mm and the coordinate of the slice shown."""
+    (left, right, bottom, top) in mm and the coordinate of the slice shown.
+    ``box`` (array slices, or None for nothing): ``array`` is zero outside
+    it and is only read inside it (a mask: its untouched pages stay unread)."""
     row_ax, col_ax, flip = _VIEWS[lps_axis]
     unit = np.eye(3)
     a_n, _ = geometry.array_axis_of(unit[lps_axis])
     coords_n = geometry.patient_axis_coordinates(lps_axis)
     idx = int(np.argmin(np.abs(coords_n - coord)))
-    sl = np.take(array, idx, axis=a_n)
+    if box == ():
+        sl = np.take(array, idx, axis=a_n)
+    else:
+        sl = np.zeros([n for a, n in enumerate(array.shape) if a != a_n], array.dtype)
+        start, stop, _ = box[a_n].indices(array.shape[a_n]) if box is not None else (0, 0, 1)
+        if start <= idx < stop:
+            sl[tuple(b for a, b in enumerate(box) if a != a_n)] = np.take(array[box], idx - start, axis=a_n)
     remaining = [a for a in range(3) if a != a_n]
     a_r, _ = geometry.array_axis_of(unit[row_ax])
     a_c, _ = geometry.array_axis_of(unit[col_ax])
@@ -347,7 +356,7 @@ def qa_views(result) -> QAViews:
         img_b, extent, at = plane(before.array, g, axis, coords[axis])
         crop, extent = _crop_to_window(extent, img_b.shape, _window(axis, side, centre))
         img_a, _, _ = plane(after.array, g, axis, coords[axis])
-        msk, _, _ = plane(result.image_mask.mask, g, axis, coords[axis])
+        msk, _, _ = plane(result.image_mask.mask, g, axis, coords[axis], result.image_mask.box)
         view = View(img_b[crop], img_a[crop], msk[crop], extent, at)
         if dmax > 0:
             view.dose_before = _dose_on_plane(dose_b, g, axis, at)[crop].astype(np.float32)
