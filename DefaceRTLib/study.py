@@ -264,8 +264,11 @@ def write_study(
     folder: PathLike,
     uid_map: Optional[UIDMap] = None,
     finalize: Optional[Callable[[Dataset], None]] = None,
+    image: bool = True,
 ) -> Dict[str, List[Path]]:
-    """Write every object of ``study`` into the existing folder ``folder``.
+    """Write every object of ``study`` into the existing folder ``folder``
+    (``image=False``: all but the image series, whose folder,
+    :func:`image_folder`, is made; the caller writes it).
 
     All instance UIDs go through ``uid_map`` (a new random map if None), so
     every reference stays consistent; pass a map with a salt for
@@ -276,19 +279,17 @@ def write_study(
     are written from the previous slice's encoding where it allows (the
     same bytes). Returns the written paths per object kind.
     """
-    from .series_encoding import ElementwiseFinalize
-
     folder = Path(folder)
     uid_map = uid_map if uid_map is not None else UIDMap()
     # remapping treats every element on its own: image slices are written
     # from the previous slice's encoding where finalize allows it too
-    remap = ElementwiseFinalize(uid_map.remap_dataset, lambda tag, vr: True, uid_map.remap_dataset)
-    done = ElementwiseFinalize.chain(remap, finalize)
+    done = study_finalize(uid_map, finalize)
 
     out: Dict[str, List[Path]] = {"image": [], "rtstruct": [], "rtdose": [], "rtplan": [], "other_images": []}
-    image_dir = folder / study.image.modality if study.image.modality else folder / "IMAGE"
+    image_dir = image_folder(study.image, folder)
     image_dir.mkdir(parents=True, exist_ok=True)
-    out["image"] = _write_image(study.image, image_dir, done)
+    if image:
+        out["image"] = _write_image(study.image, image_dir, done)
     for n, other in enumerate(study.other_images):
         d = folder / f"{other.modality or 'IMAGE'}_{n + 1}"
         d.mkdir(parents=True, exist_ok=True)
@@ -302,6 +303,26 @@ def write_study(
         suffix = f"_{n + 1}" if len(study.plans) > 1 else ""
         out["rtplan"].append(dicom_compat.save(dicom_compat.copy_dataset(plan), folder / f"RTPLAN{suffix}.dcm", done))
     return out
+
+
+def study_finalize(uid_map: UIDMap, finalize: Optional[Callable[[Dataset], None]] = None):
+    """What :func:`write_study` does to every dataset it writes: its UIDs
+    remapped through ``uid_map``, then ``finalize``."""
+    from .series_encoding import ElementwiseFinalize
+
+    remap = ElementwiseFinalize(uid_map.remap_dataset, lambda tag, vr: True, uid_map.remap_dataset)
+    return ElementwiseFinalize.chain(remap, finalize)
+
+
+def image_folder(volume: ImageVolume, folder: PathLike) -> Path:
+    """Where :func:`write_study` writes ``volume``'s series in ``folder``."""
+    return Path(folder) / (volume.modality or "IMAGE")
+
+
+def write_image(volume: ImageVolume, folder: Path, finalize: Callable[[Dataset], None]) -> List[Path]:
+    """Write ``volume``'s series into ``folder`` (existing) as :func:`write_study`
+    does, with ``finalize`` from :func:`study_finalize`; returns the paths."""
+    return _write_image(volume, folder, finalize)
 
 
 def _write_image(volume: ImageVolume, folder: Path, finalize: Callable[[Dataset], None]) -> List[Path]:

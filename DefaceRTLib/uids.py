@@ -9,19 +9,21 @@ consistent without having to know each reference attribute.
 
 With a secret ``salt`` the new UIDs are deterministic (the same input and
 salt always give the same output, for example across several runs over a
-cohort); without one they are random.
+cohort); without one they are random: each map draws a secret of its own
+(so a copy of the map in a forked child gives the same new UIDs as the
+map it was copied from, and no other map does).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 from typing import Dict, Optional
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
-from pydicom.uid import generate_uid
 
 #: UIDs defined by the DICOM standard itself (SOP classes, transfer syntaxes,
 #: coding schemes, ...) start with this root and are never remapped.
@@ -59,6 +61,9 @@ class UIDMap:
 
     def __init__(self, salt: Optional[str] = None) -> None:
         self.salt = salt
+        # without a salt: a random secret of this map's own, so that its new UIDs are random (unlinkable across
+        # runs) yet the same in a forked child that writes part of the study through a copy of this map
+        self._key = salt if salt is not None else secrets.token_hex(32)
         self._map: Dict[str, str] = {}
 
     def __len__(self) -> int:
@@ -77,10 +82,7 @@ class UIDMap:
             return uid
         new = self._map.get(uid)
         if new is None:
-            if self.salt is not None:
-                new = deterministic_uid(uid, self.salt)
-            else:
-                new = generate_uid(prefix=None)
+            new = deterministic_uid(uid, self._key)
             self._map[uid] = new
         return new
 

@@ -334,10 +334,41 @@ def write_result(
     """Write the defaced DICOM objects and the extras into the existing ``folder``;
     the QA figure (when ``options.write_qa_figure``) goes to ``qa_file``,
     which must be outside ``folder``."""
-    written, qa_job = _write_result(result, folder, options, uid_map, finalize, qa_file)
-    if qa_job is not None:
-        written["qa"] = _finish_qa(result, qa_job)
+    written, children = _write_result(result, folder, options, uid_map, finalize, qa_file)
+    children.finish(result, written)
     return written
+
+
+@dataclass
+class _Children:
+    """The forked children (or, where forking is not safe, the finished
+    calls) still working on one study's output: the QA files, the mask,
+    and the image lane (:func:`_image_lane`)."""
+
+    qa: Optional[object] = None
+    mask: Optional[object] = None
+    lane: Optional[object] = None
+
+    def finish(self, result: DefaceResult, written: Dict[str, List[Path]]) -> None:
+        """Wait for the mask and the QA files (in that order: the QA child
+        draws longer); the lane goes to the verification."""
+        try:
+            if self.mask is not None:
+                mask, self.mask = self.mask, None
+                result.timings["write_mask_s"] = mask.result()
+        except BaseException:
+            self.cancel()
+            raise
+        if self.qa is not None:
+            qa, self.qa = self.qa, None
+            written["qa"] = _finish_qa(result, qa)
+
+    def cancel(self) -> None:
+        for name in ("qa", "mask", "lane"):
+            job = getattr(self, name)
+            if job is not None:
+                setattr(self, name, None)
+                job.cancel()
 
 
 def _start_qa(result: DefaceResult, options: DefaceOptions, qa_file: Optional[Path], prepared=None):
@@ -389,17 +420,17 @@ def _finish_qa(result: DefaceResult, qa_job) -> List[Path]:
     return paths
 
 
-def _write_result(result, folder, options, uid_map, finalize, qa_file, prepared_qa=None):
-    """:func:`write_result` without waiting for the QA files: returns
-    (written files, the QA job or None)."""
-    qa_job = _start_qa(result, options, qa_file, prepared_qa)
+def _write_result(result, folder, options, uid_map, finalize, qa_file, prepared_qa=None, image_lane=None):
+    """:func:`write_result` without waiting for its children: returns
+    (written files, :class:`_Children`); ``image_lane`` (the study is
+    verified next: whether it is de-identified) see :func:`_write_dicom_and_extras`."""
+    children = _Children(qa=_start_qa(result, options, qa_file, prepared_qa))
     try:
-        written = _write_dicom_and_extras(result, folder, options, uid_map, finalize)
+        written = _write_dicom_and_extras(result, folder, options, uid_map, finalize, children, image_lane)
     except BaseException:
-        if qa_job is not None:
-            qa_job.cancel()
+        children.cancel()
         raise
-    return written, qa_job
+    return written, children
 
 
 def write_mask(mask: np.ndarray, geometry, path: Path) -> float:
@@ -412,24 +443,57 @@ def write_mask(mask: np.ndarray, geometry, path: Path) -> float:
     return time.perf_counter() - t
 
 
-def _write_dicom_and_extras(result, folder, options, uid_map, finalize) -> Dict[str, List[Path]]:
+def _write_image_and_open(volume, folder: Path, finalize, original, deidentified: bool) -> None:
+    """The image lane's child (:func:`_write_dicom_and_extras`): write the
+    series, then re-read its headers for :func:`.verify.verify_written`."""
+    from ..study import write_image
+    from .verify import open_written_images
+
+    open_written_images(write_image(volume, folder, finalize), original, deidentified)
+
+
+def _image_lane(result, folder: Path, options, uid_map: UIDMap, finalize, deidentified: bool):
+    """A forked child that writes the defaced image series and then re-reads
+    it for verification (:func:`.verify.verify_written`'s ``opening``), while
+    this process writes the other objects and checks them; None where it
+    cannot (forking not safe, a SEG or other series to write, which need the
+    series first, or an image without slice headers)."""
+    from ..forked import PreparedCall, fork_is_safe
+    from ..study import image_folder, study_finalize
+
+    image = result.defaced.image
+    if not fork_is_safe() or options.write_seg or result.defaced.other_images or not image.datasets:
+        return None
+    target = image_folder(image, folder)
+    target.mkdir(parents=True, exist_ok=True)
+    # the same new UIDs there as here: a copy of uid_map maps every UID as uid_map does (see DefaceRTLib.uids)
+    done = study_finalize(uid_map, finalize)
+    lane = PreparedCall(lambda: _write_image_and_open(image, target, done, result.original, deidentified))
+    return lane if lane.forked else None
+
+
+def _write_dicom_and_extras(result, folder, options, uid_map, finalize, children: _Children,
+                            image_lane: Optional[bool] = None) -> Dict[str, List[Path]]:
+    """Write the defaced objects and the extras; returns the written paths
+    per kind. The mask is written by a forked child where safe
+    (``children.mask``). With ``image_lane`` (the study is verified next) so
+    is the image series (``children.lane``, :func:`_image_lane`; the
+    verification makes its image checks there) and ``written`` lists no
+    ``"image"``."""
     from ..forked import ForkedCall
 
     extras = folder / EXTRAS_DIR
     extras.mkdir(exist_ok=True)
+    uid_map = uid_map if uid_map is not None else UIDMap()
     # the mask is written (SimpleITK imported, compressed) in a forked child where safe while the DICOM is written
-    mask_job = ForkedCall(write_mask, result.image_mask.mask, result.defaced.image.geometry, extras / MASK_NAME) \
-        if options.write_mask else None
-    try:
-        t = time.perf_counter()
-        written = write_study(result.defaced, folder, uid_map=uid_map, finalize=finalize)
-        result.timings["write_dicom_s"] = time.perf_counter() - t
-    except BaseException:
-        if mask_job is not None:
-            mask_job.cancel()
-        raise
-    if mask_job is not None:
-        result.timings["write_mask_s"] = mask_job.result()
+    if options.write_mask:
+        children.mask = ForkedCall(write_mask, result.image_mask.mask, result.defaced.image.geometry, extras / MASK_NAME)
+    if image_lane is not None:
+        children.lane = _image_lane(result, folder, options, uid_map, finalize, image_lane)
+    t = time.perf_counter()
+    written = write_study(result.defaced, folder, uid_map=uid_map, finalize=finalize, image=children.lane is None)
+    result.timings["write_dicom_s"] = time.perf_counter() - t
+    if options.write_mask:
         written["mask"] = [extras / MASK_NAME]
     if options.write_seg:
         t = time.perf_counter()
@@ -658,19 +722,20 @@ def _write_and_verify(result, study, folder, options, pseudonym, source, rel, ve
     finalize = output_finalize(options, pseudonym)
     uid_map = UIDMap(salt=options.uid_salt)
     t = time.perf_counter()
-    # the QA files are drawn alongside the write and the verification (in a forked child where safe)
-    written, qa_job = _write_result(result, folder, options, uid_map, finalize, qa_file, prepared_qa)
+    # the QA files are drawn alongside the write and the verification (in a forked child where safe), and
+    # the image series is written and then re-read for its checks in another one while the rest is
+    written, children = _write_result(result, folder, options, uid_map, finalize, qa_file, prepared_qa,
+                                      image_lane=deid is not None)
     result.timings["write_s"] = time.perf_counter() - t
     try:
         t = time.perf_counter()
-        verification = verify_written(result, written, options, deidentified=deid is not None)
+        verification = verify_written(result, written, options, deidentified=deid is not None, opening=children.lane)
+        children.lane = None  # its image checks are in
         result.timings["verify_s"] = time.perf_counter() - t
     except BaseException:
-        if qa_job is not None:
-            qa_job.cancel()
+        children.cancel()
         raise
-    if qa_job is not None:
-        written["qa"] = _finish_qa(result, qa_job)
+    children.finish(result, written)
     summary = dict(result.summary)
     summary["timings_s"] = {k: round(v, 4) for k, v in result.timings.items()}
     summary["verification"] = verification.to_dict()

@@ -77,8 +77,14 @@ class VerificationReport:
         return {"passed": self.passed, "checks": [{"name": c.name, "passed": c.passed, "detail": c.detail} for c in self.checks]}
 
 
-def verify_written(result, written: Dict[str, List[Path]], options, deidentified: bool = False) -> VerificationReport:
-    """Verify the files ``written`` for ``result`` (see the module docstring)."""
+def verify_written(result, written: Dict[str, List[Path]], options, deidentified: bool = False,
+                   opening=None) -> VerificationReport:
+    """Verify the files ``written`` for ``result`` (see the module docstring).
+
+    ``opening``: a forked :class:`~DefaceRTLib.forked.PreparedCall` whose
+    preparation wrote the image series and then ran
+    :func:`open_written_images` on it (``written`` need not list the
+    series then); the image checks are made there."""
     from ..forked import ForkedCall, PreparedCall, fork_is_safe
 
     report = VerificationReport()
@@ -90,7 +96,8 @@ def verify_written(result, written: Dict[str, List[Path]], options, deidentified
     # --------------------------------------------------------------- image
     # re-read and compared in a forked child (where safe) while this process checks the rest; the child
     # starts at once, reading and checking the written headers while the structure set is read here
-    opening = PreparedCall(lambda: _open_written_images(written, original, scrub_strings)) if fork_is_safe() else None
+    if opening is None and fork_is_safe():
+        opening = PreparedCall(lambda: _open_written_images(written, original, scrub_strings))
     image_job = None
     try:
         # ------------------------------------------------------ structures
@@ -159,6 +166,14 @@ def _verify_image_series(written, original, region, kept_rois, scrub_strings):
 
 #: in a verification child: what :func:`_open_written_images` read, for :func:`_check_opened_images`
 _OPENED: Optional[tuple] = None
+
+
+def open_written_images(written_images: List[Path], original, deidentified: bool) -> None:
+    """In a child that has just written the image series (``written_images``,
+    in ``k`` order) and will be passed to :func:`verify_written` as its
+    ``opening``: re-read the series' headers from disk and check them now."""
+    _open_written_images({"image": list(written_images)}, original,
+                         original.identifying_strings() if deidentified else None)
 
 
 def _open_written_images(written, original, scrub_strings) -> None:

@@ -1,0 +1,121 @@
+"""The image lane: where forking is safe, a run writes the defaced image
+series in a forked child that then re-reads it for its verification checks,
+while the parent writes and checks the other objects
+(``pipeline._image_lane``).
+
+The new UIDs of an unsalted run are random, yet the same in the lane as in
+the parent (each :class:`~DefaceRTLib.uids.UIDMap` draws a secret of its
+own): the structure set written by the parent references the slices written
+by the child. A series the lane writes wrongly fails the verification.
+
+pytest-xdist workers run a second Python thread, where forking is refused:
+the runs are made in fresh interpreters.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from DefaceRTLib.uids import UIDMap
+
+REPO = Path(__file__).resolve().parents[1]
+
+CODE = """
+    import json, sys, tempfile
+    from pathlib import Path
+    import numpy as np
+    sys.path.insert(0, {testing!r})
+    from test_deface_fixtures import make_phantom
+    from DefaceRTLib import study
+    from DefaceRTLib.deface import DefaceOptions, deface_path
+    from DefaceRTLib.deface import pipeline
+    from DefaceRTLib.errors import DefaceRTError
+    from DefaceRTLib.forked import PreparedCall
+
+    tamper = sys.argv[1] == "tamper"
+    calls, images = [], []
+    call = PreparedCall.call
+    def recorded(self, fn, *args, **kwargs):
+        calls.append(fn.__name__)
+        return call(self, fn, *args, **kwargs)
+    PreparedCall.call = recorded
+    write_study = study.write_study
+    def recorded_write_study(*args, **kwargs):
+        images.append(kwargs.get("image", True))
+        return write_study(*args, **kwargs)
+    pipeline.write_study = recorded_write_study
+    if tamper:  # the series written with its air made 0 HU (in the lane or not)
+        write_image = study._write_image
+        study._write_image = lambda volume, *a: write_image(volume.with_array(np.maximum(volume.array, 0)), *a)
+
+    tmp = Path(tempfile.mkdtemp())
+    phantom = make_phantom(tmp / "HFS")
+    out = {{"calls": calls, "images": images}}
+    try:
+        report = deface_path(phantom.folder, tmp / "out", DefaceOptions(write_qa_figure=False))
+        written = tmp / "out"
+        summary = json.loads((written / "defacert" / "deface_summary.json").read_text())
+        out["checks"] = {{c["name"]: c["passed"] for c in summary["verification"]["checks"]}}
+        import pydicom
+        ss = pydicom.dcmread(str(written / "RTSTRUCT.dcm"))
+        refs = {{str(r.ReferencedSOPInstanceUID) for roi in ss.ROIContourSequence
+                for c in getattr(roi, "ContourSequence", []) for r in getattr(c, "ContourImageSequence", [])}}
+        cts = [pydicom.dcmread(str(p), stop_before_pixels=True) for p in sorted((written / "CT").glob("*.dcm"))]
+        out["refs_resolve"] = bool(refs) and refs <= {{str(ds.SOPInstanceUID) for ds in cts}}
+        out["series"] = {{str(ds.SeriesInstanceUID) for ds in cts}} == {{
+            str(s.SeriesInstanceUID) for f in ss.ReferencedFrameOfReferenceSequence
+            for st in f.RTReferencedStudySequence for s in st.RTReferencedSeriesSequence}}
+        out["ok"] = report.ok
+    except DefaceRTError as exc:
+        out["error"] = str(exc)
+        out["left"] = sorted(p.name for p in tmp.iterdir())
+    print(json.dumps(out))
+"""
+
+
+def _run(mode: str, no_fork: bool = False) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env.pop("DEFACERT_NO_FORK", None)
+    if no_fork:
+        env["DEFACERT_NO_FORK"] = "1"
+    code = textwrap.dedent(CODE.format(testing=str(REPO / "Testing")))
+    proc = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_unsalted_run_writes_the_series_in_the_lane_and_its_references_resolve() -> None:
+    out = _run("good")
+    assert out["images"] == [False]  # the parent wrote everything but the series
+    assert out["calls"] == ["_check_opened_images"]  # checked in the child that wrote it
+    assert out["ok"] and all(out["checks"].values()), out["checks"]
+    assert out["refs_resolve"] and out["series"]  # random new UIDs, the same in both processes
+    here = _run("good", no_fork=True)
+    assert here["images"] == [True] and here["calls"] == [] and here["ok"] and here["refs_resolve"]
+
+
+def test_a_series_written_wrongly_in_the_lane_fails_verification_and_nothing_is_kept() -> None:
+    for out in (_run("tamper"), _run("tamper", no_fork=True)):
+        assert "image_air" in out["error"], out
+        assert "out" not in out["left"]  # nothing committed
+
+
+def test_uid_map_without_salt_is_random_but_the_same_in_a_copy() -> None:
+    """What the lane relies on: a copy of a map (a forked child's) gives every
+    UID the new UID the map gives it, also UIDs first seen after the copy;
+    another unsalted map gives other UIDs; a salted map is reproducible."""
+    first = UIDMap()
+    seen = first.map("1.2.3.4")
+    twin = copy.deepcopy(first)
+    assert twin.map("1.2.3.4") == seen
+    assert twin.map("1.2.3.5") == first.map("1.2.3.5")  # first mapped after the copy, on both sides
+    other = UIDMap()
+    assert other.map("1.2.3.4") != seen and other.map("1.2.3.5") != first.map("1.2.3.5")
+    assert seen.startswith("2.25.") and len(seen) <= 64
+    assert UIDMap(salt="s").map("1.2.3.4") == UIDMap(salt="s").map("1.2.3.4") != seen
