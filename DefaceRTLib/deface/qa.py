@@ -455,8 +455,9 @@ def _removed_counts(result, hu: float = -400.0) -> Tuple[int, int]:
 # (CT, removed region fill, dose wash) composed with numpy at display
 # resolution; the lines and markers (ROI contours, outlines, cut planes, eye
 # centres, scale bars, legend keys, colour bar) as matplotlib artists drawn
-# by Agg (antialiased) on a figure without axes; the text drawn by Pillow
-# (FreeType, matplotlib's DejaVu Sans) on top.
+# by its Agg renderer (antialiased; no figure, axes or ticks, whose import
+# alone costs 0.2 s); the text drawn by Pillow (FreeType, matplotlib's
+# DejaVu Sans) on top.
 
 _FONT_FILES = {False: "DejaVuSans.ttf", True: "DejaVuSans-Bold.ttf"}
 _FONTS: dict = {}
@@ -526,23 +527,20 @@ class PanelInfo:
 
 
 class QAFigure:
-    """The QA figure: a matplotlib ``Figure`` (Agg canvas, no axes) holding
-    the panels' pixels and the lines, plus the texts drawn over it
-    (:class:`FigureText`), the panels (:class:`PanelInfo`) and the legend's
-    labels. :meth:`render` gives the RGB image, :meth:`save` the PNG."""
+    """The QA figure: matplotlib artists (the panels' pixels, lines,
+    markers, the colour bar; no figure, axes or ticks) drawn in order of
+    ``zorder`` by an Agg renderer on white, then the texts
+    (:class:`FigureText`) drawn over them; also the panels
+    (:class:`PanelInfo`) and the legend's labels. :meth:`render` gives the
+    RGB image, :meth:`save` the PNG. Coordinates are layout pixels from the
+    bottom left at :data:`DPI` (``layout`` maps them to the ``dpi`` drawn)."""
 
     def __init__(self, width: int, height: int, dpi: float) -> None:
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
         from matplotlib.transforms import Affine2D
 
         self.width, self.height, self.dpi = width, height, dpi
-        self.figure = Figure(figsize=(width / DPI, height / DPI), dpi=dpi, facecolor="white")
-        FigureCanvasAgg(self.figure)
-        self.layout = Affine2D().scale(1.0 / DPI) + self.figure.dpi_scale_trans  # layout pixels -> display
+        self.layout = Affine2D().scale(dpi / DPI)  # layout pixels -> display
+        self.artists: list = []
         self.texts: List[FigureText] = []
         self.panels: List[PanelInfo] = []
         self.legend_labels: List[str] = []
@@ -550,6 +548,9 @@ class QAFigure:
     @property
     def scale(self) -> float:
         return self.dpi / DPI
+
+    def add(self, artist) -> None:
+        self.artists.append(artist)
 
     def text(self, x: float, y: float, s: str, **kw) -> FigureText:
         t = FigureText(x, y, s, **kw)
@@ -559,7 +560,7 @@ class QAFigure:
     def line(self, x, y, transform=None, **kw) -> None:
         from matplotlib.lines import Line2D
 
-        self.figure.add_artist(Line2D(x, y, transform=transform or self.layout, **kw))
+        self.add(Line2D(x, y, transform=transform or self.layout, **kw))
 
     def raster(self, pixels: np.ndarray, x0: float, y0: float) -> None:
         """Put RGB ``pixels`` (row 0 at the top) on the figure as they are,
@@ -586,16 +587,19 @@ class QAFigure:
         rgba = np.empty(pixels.shape[:2] + (4,), np.uint8)
         rgba[..., :3] = pixels[::-1]  # the renderer takes the bottom row first
         rgba[..., 3] = 255
-        self.figure.add_artist(_RASTER_CLASS(rgba, int(round(x0 * self.scale)), int(round(y0 * self.scale))))
+        self.add(_RASTER_CLASS(rgba, int(round(x0 * self.scale)), int(round(y0 * self.scale))))
 
     def render(self):
         """The figure as a Pillow RGB image."""
+        from matplotlib.backends.backend_agg import RendererAgg
         from PIL import Image, ImageDraw
 
-        canvas = self.figure.canvas
-        canvas.draw()
-        size = canvas.get_width_height()
-        image = Image.frombuffer("RGBA", size, canvas.buffer_rgba(), "raw", "RGBA", 0, 1).convert("RGB")
+        size = (int(round(self.width * self.scale)), int(round(self.height * self.scale)))
+        renderer = RendererAgg(size[0], size[1], self.dpi)
+        np.asarray(renderer.buffer_rgba())[...] = 255  # white
+        for artist in sorted(self.artists, key=lambda a: a.get_zorder()):  # stable: in order within a zorder
+            artist.draw(renderer)
+        image = Image.frombuffer("RGBA", size, renderer.buffer_rgba(), "raw", "RGBA", 0, 1).convert("RGB")
         draw = ImageDraw.Draw(image)
         for t in self.texts:
             t.draw(draw, self.height, self.scale)
@@ -625,17 +629,7 @@ class _Panel:
     def lines(self, lines: Sequence[np.ndarray], colour, width: float) -> None:
         from matplotlib.collections import LineCollection
 
-        self.fig.figure.add_artist(LineCollection(lines, colors=[colour], linewidths=width, transform=self.data,
-                                                  clip_box=self.clip))
-
-    def dots(self, points: np.ndarray, colours: np.ndarray, diameter_pt: float) -> None:
-        """Round dots (``diameter_pt`` points across, as markers ``o`` of that
-        size) at ``points`` (mm), one colour (RGB 0-1) each."""
-        from matplotlib.collections import CircleCollection
-
-        self.fig.figure.add_artist(CircleCollection(
-            [np.pi * (diameter_pt / 2) ** 2], offsets=points, offset_transform=self.data, facecolors=colours,
-            edgecolors="none", linewidths=0, clip_box=self.clip, zorder=2))
+        self.fig.add(LineCollection(lines, colors=[colour], linewidths=width, transform=self.data, clip_box=self.clip))
 
     def text(self, fx: float, fy: float, s: str, **kw) -> FigureText:
         """Text at a fraction (``fx``, ``fy``) of the panel."""
@@ -764,9 +758,8 @@ def _draw_contours(panel: _Panel, rois: Sequence[ShownROI], axis: int) -> List[s
 
     Axial view: the contours of the plane shown, one line collection per ROI;
     sagittal and coronal views: the points where the ROI's contours cross the
-    plane, as dots in the ROI's colour (one collection for all ROIs, in order)."""
+    plane, as dots."""
     drawn = []
-    dots, colours = [], []
     for roi in rois:
         if axis == 2:
             if not roi.axial:
@@ -776,11 +769,9 @@ def _draw_contours(panel: _Panel, rois: Sequence[ShownROI], axis: int) -> List[s
             pts = roi.crossings[axis]
             if not len(pts):
                 continue
-            dots.append(np.column_stack(_view_points(pts, axis)))
-            colours.append(np.broadcast_to(roi.colour, (len(pts), 3)))
+            h, v = _view_points(pts, axis)
+            panel.line(h, v, ls="none", marker="o", ms=2.2, mew=0, color=roi.colour)
         drawn.append(roi.name)
-    if dots:
-        panel.dots(np.concatenate(dots), np.concatenate(colours), 2.2)
     return drawn
 
 
@@ -834,7 +825,7 @@ def _legend(fig: QAFigure, x0: float, top: float, entries: Sequence[Tuple[str, d
         kind = style.pop("kind")
         kx = x0 + pad
         if kind == "patch":
-            fig.figure.add_artist(Rectangle((kx, cy - 0.35 * fs), key_w, 0.7 * fs, transform=fig.layout, lw=0, **style))
+            fig.add(Rectangle((kx, cy - 0.35 * fs), key_w, 0.7 * fs, transform=fig.layout, lw=0, **style))
         elif kind == "marker":
             fig.line([kx + key_w / 2], [cy], ls="none", **style)
         elif kind == "line":
@@ -858,7 +849,7 @@ def _colour_bar(fig: QAFigure, box, dose_range, lut: np.ndarray) -> None:
     alpha = DOSE_ALPHA + 0.3
     column = np.rint(lut[k] * alpha + 255.0 * (1 - alpha)).astype(np.uint8)
     fig.raster(np.repeat(column[:, None, :], n_w, axis=1), x0, y0)
-    fig.figure.add_artist(Rectangle((x0, y0), w, h, fill=False, edgecolor="black", lw=0.8, transform=fig.layout))
+    fig.add(Rectangle((x0, y0), w, h, fill=False, edgecolor="black", lw=0.8, transform=fig.layout))
     lo, hi = dose_range
     fs = _pt(MIN_FONT_PX)
     nbins = max(int(h * 72.0 / DPI / (2 * fs)), 1)  # as matplotlib's axis tick space: two font sizes per tick
@@ -1076,11 +1067,12 @@ def write_qa_views(views: QAViews, folder: Path, figure_name: str, title: Option
 
 
 def prepare_qa_drawing() -> None:
-    """Import what drawing the QA files needs (matplotlib's figure and Agg
-    canvas, contourpy, Pillow's PNG writer and fonts) and draw one tiny
-    figure with the same kinds of artists: done in advance by a process
-    that will draw them (:class:`DefaceRTLib.forked.PreparedCall`), so that
-    the QA figure then only draws."""
+    """Import what drawing the QA files needs (matplotlib's artists and Agg
+    renderer, not its figure, axes or pyplot; contourpy; Pillow's PNG writer
+    and fonts) and draw one tiny figure with the same kinds of artists: done
+    in advance by a process that will draw them
+    (:class:`DefaceRTLib.forked.PreparedCall`), so that the QA figure then
+    only draws."""
     import io
 
     fig = QAFigure(8, 8, DPI)
@@ -1090,7 +1082,7 @@ def prepare_qa_drawing() -> None:
     panel = _Panel(fig, 0, 0, (0, 1), (0, 1))
     panel.lines([np.zeros((2, 2))], "red", 1.2)
     panel.line([0, 1], [0, 1], ls="none", marker="+", ms=14, mew=2)
-    panel.dots(np.zeros((2, 2)), np.zeros((2, 3)), 2.2)
+    panel.line([0, 1], [0, 1], ls="none", marker="o", ms=2.2, mew=0)
     _legend(fig, 0, 8, [("QA", dict(kind="patch", facecolor="red", alpha=0.6))], "QA")
     for px in (MIN_FONT_PX, MIN_FONT_PX + 2, MIN_FONT_PX + 4):
         for bold in (False, True):
