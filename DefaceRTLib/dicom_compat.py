@@ -44,8 +44,8 @@ def dcmread(
 _PIXEL_TAGS = (0x7FE00010, 0x7FE00009, 0x7FE00008)
 _HEAD_SHORT = struct.Struct("<HH2sH").unpack_from
 _LENGTH_32 = struct.Struct("<I").unpack_from
-#: bytes read at once by :func:`read_file`: a CT slice header fits
-_READ_CHUNK = 16384
+#: bytes read at once by :func:`read_file` (a CT slice header mostly fits; a longer one is read on)
+_READ_CHUNK = 4096
 
 
 def read_file(
@@ -79,100 +79,133 @@ def read_file(
 def _read_explicit_little(fp, stop_before_pixels: bool, defer_size: Optional[int]) -> Optional[Dataset]:
     """:func:`read_file` of an explicit VR little endian Part 10 file, or None when it is not such a simple one."""
     from pydicom.charset import convert_encodings, default_encoding
-    from pydicom.dataelem import RawDataElement, empty_value_for_VR
-    from pydicom.dataset import FileDataset
-    from pydicom.filereader import _read_file_meta_info
-    from pydicom.tag import BaseTag
-    from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
+    from pydicom.dataset import FileDataset, FileMetaDataset
 
-    head = fp.read(132)
-    if len(head) != 132 or head[128:] != b"DICM":
+    head = fp.read(132 + _READ_CHUNK)
+    if len(head) < 132 or head[128:132] != b"DICM":
         return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        file_meta = _read_file_meta_info(fp)  # pydicom's own: the same file meta
+    split = _Splitter(fp, head, os.fstat(fp.fileno()).st_size)
+    split.pos = 132
+    # the file meta group as pydicom's _read_file_meta_info reads it
+    meta_elements = split.elements(lambda tag: tag >> 16 != 2, None)
+    if not meta_elements:
+        return None
+    meta = _as_read(meta_elements, default_encoding)
+    file_meta = FileMetaDataset(meta)
+    if PYDICOM_MAJOR >= 3:
+        file_meta.set_original_encoding(False, True, default_encoding)
+    try:
+        file_meta[list(file_meta.elements())[0].tag]
+        if "FileMetaInformationGroupLength" in file_meta:
+            file_meta.FileMetaInformationGroupLength  # noqa: B018 - decoded, as pydicom's reader does
+    except Exception:
+        return None  # pydicom retries or reports it
     if str(file_meta.get("TransferSyntaxUID", "")) != ExplicitVRLittleEndian:
         return None
     if PYDICOM_MAJOR < 3:
         elem = file_meta.get(0x00020002, None)  # as pydicom 2.4's reader looks at it
         if elem is not None and elem.VM == 1 and elem.value == "1.2.840.10008.1.3.10":
             return None  # a DICOMDIR: pydicom 2.4 reads it as its own class
-    offset = fp.tell()
-    size = os.fstat(fp.fileno()).st_size
-    data = fp.read(_READ_CHUNK)
-    end_of_file = len(data) < _READ_CHUNK
-    if len(data) < 6 or data[:2] == b"\x00\x00" or data[4:6] not in _STANDARD_VRS:
+    first = split.data[split.pos:split.pos + 6]
+    if len(first) < 6 or first[:2] == b"\x00\x00" or first[4:6] not in _STANDARD_VRS:
         return None  # empty, a command set, or not explicit VR at first sight: as pydicom decides
-    elements: dict = {}
-    pos = 0  # in data; data[0] is at file offset ``offset``
-    while True:
-        if len(data) - pos < 12 and not end_of_file:  # the next element header may be cut: read on
-            more = fp.read(_READ_CHUNK)
-            end_of_file = len(more) < _READ_CHUNK
-            data = data[pos:] + more
-            offset += pos
-            pos = 0
-        if len(data) - pos < 8:
-            if pos != len(data):
-                return None  # a few bytes after the last element: left to pydicom
-            fp.seek(offset + pos)
-            break
-        group, element, vr_bytes, length = _HEAD_SHORT(data, pos)
-        if vr_bytes not in _STANDARD_VRS or group == 0xFFFE:
-            return None
-        vr = _STANDARD_VRS[vr_bytes]
-        header = 8
-        if vr in EXPLICIT_VR_LENGTH_32:
-            if len(data) - pos < 12:
+    elements = split.elements(_PIXEL_TAGS.__contains__ if stop_before_pixels else None, defer_size)
+    if elements is None:
+        return None
+    if PYDICOM_MAJOR >= 3:
+        from pydicom.dataelem import convert_raw_data_element as decode
+    else:
+        from pydicom.dataelem import DataElement_from_raw as decode
+    encoding = convert_encodings(decode(elements[0x00080005]).value) if 0x00080005 in elements else default_encoding
+    dataset = _as_read(elements, encoding)
+    ds = FileDataset(fp, dataset, head[:128], file_meta, False, True)
+    ds.set_original_encoding(False, True, dataset._character_set)
+    return ds
+
+
+def _as_read(elements: dict, encoding) -> Dataset:
+    """The dataset pydicom's ``read_dataset`` builds of these elements."""
+    from pydicom.charset import default_encoding
+
+    dataset = Dataset(elements, parent_encoding=default_encoding) if PYDICOM_MAJOR >= 3 else Dataset(elements)
+    dataset.set_original_encoding(False, True, encoding)
+    return dataset
+
+
+class _Splitter:
+    """Explicit VR little endian elements of defined length, split from an
+    open file as pydicom's ``data_element_generator`` splits them, from a
+    buffer of its bytes (``data``, read from file offset ``offset``)."""
+
+    def __init__(self, fp, data: bytes, size: int) -> None:
+        self.fp, self.data, self.size = fp, data, size
+        self.offset = 0
+        self.pos = 0  # in data
+        self.end_of_file = fp.tell() >= size
+
+    def elements(self, stop, defer_size: Optional[int]) -> Optional[dict]:
+        """``{tag: RawDataElement}`` up to an element whose tag ``stop(tag)``
+        is true (the file is then left at it) or the end of the file; None
+        when pydicom would read something else than such elements."""
+        from pydicom.dataelem import RawDataElement, empty_value_for_VR
+        from pydicom.tag import BaseTag
+        from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
+
+        fp, size = self.fp, self.size
+        data, offset, pos, end_of_file = self.data, self.offset, self.pos, self.end_of_file
+        elements: dict = {}
+        while True:
+            if len(data) - pos < 12 and not end_of_file:  # the next element header may be cut: read on
+                more = fp.read(_READ_CHUNK)
+                end_of_file = len(more) < _READ_CHUNK
+                data = data[pos:] + more
+                offset += pos
+                pos = 0
+            if len(data) - pos < 8:
+                if pos != len(data):
+                    return None  # a few bytes after the last element: left to pydicom
+                fp.seek(offset + pos)
+                break
+            group, element, vr_bytes, length = _HEAD_SHORT(data, pos)
+            if vr_bytes not in _STANDARD_VRS or group == 0xFFFE:
                 return None
-            (length,) = _LENGTH_32(data, pos + 8)
-            header = 12
-        tag = (group << 16) | element
-        if stop_before_pixels and tag in _PIXEL_TAGS:
-            fp.seek(offset + pos)  # pydicom rewinds to the element
-            break
-        if length == 0xFFFFFFFF:
-            return None  # a sequence or encapsulated data: pydicom parses it
-        value_at = pos + header
-        if defer_size is not None and length > defer_size and tag != 0x00080005:
-            value = None
+            vr = _STANDARD_VRS[vr_bytes]
+            header = 8
+            if vr in EXPLICIT_VR_LENGTH_32:
+                if len(data) - pos < 12:
+                    return None
+                (length,) = _LENGTH_32(data, pos + 8)
+                header = 12
+            tag = (group << 16) | element
+            if stop is not None and stop(tag):
+                fp.seek(offset + pos)  # pydicom rewinds to the element
+                break
+            if length == 0xFFFFFFFF:
+                return None  # a sequence or encapsulated data: pydicom parses it
+            value_at = pos + header
             after = value_at + length
-            if offset + after > size:
-                return None  # the file is cut short: pydicom reads what there is
-        else:
-            after = value_at + length
-            if after <= len(data):
+            if defer_size is not None and length > defer_size and tag != 0x00080005:
+                value = None
+                if offset + after > size:
+                    return None  # the file is cut short: pydicom reads what there is
+            elif after <= len(data):
                 value = data[value_at:after] if length > 0 else empty_value_for_VR(vr, raw=True)
             else:  # a long value (pixel data): read as it is
                 fp.seek(offset + value_at)
                 value = fp.read(length)
                 if len(value) != length:
                     return None  # the file is cut short: pydicom reads what there is
-        elements[BaseTag(tag)] = RawDataElement(BaseTag(tag), vr, length, value, offset + value_at, False, True)
-        if after > len(data):  # a value beyond what was read: read on after it
-            fp.seek(offset + after)
-            data = fp.read(_READ_CHUNK)
-            end_of_file = len(data) < _READ_CHUNK
-            offset += after
-            pos = 0
-        else:
-            pos = after
-    # the dataset as pydicom's read_dataset and read_partial build it
-    if PYDICOM_MAJOR >= 3:
-        from pydicom.dataelem import convert_raw_data_element
-
-        dataset = Dataset(elements, parent_encoding=default_encoding)
-        decode = convert_raw_data_element
-    else:
-        from pydicom.dataelem import DataElement_from_raw
-
-        dataset = Dataset(elements)
-        decode = DataElement_from_raw
-    encoding = convert_encodings(decode(elements[0x00080005]).value) if 0x00080005 in elements else default_encoding
-    dataset.set_original_encoding(False, True, encoding)
-    ds = FileDataset(fp, dataset, head[:128], file_meta, False, True)
-    ds.set_original_encoding(False, True, dataset._character_set)
-    return ds
+            elements[BaseTag(tag)] = RawDataElement(BaseTag(tag), vr, length, value, offset + value_at, False, True)
+            if after > len(data):  # a value beyond what was read: read on after it
+                fp.seek(offset + after)
+                data = fp.read(_READ_CHUNK)
+                end_of_file = len(data) < _READ_CHUNK
+                offset += after
+                pos = 0
+            else:
+                pos = after
+        self.data, self.offset, self.pos, self.end_of_file = data, offset, pos, end_of_file
+        return elements
 
 
 def _standard_vrs() -> dict:
