@@ -289,11 +289,11 @@ def write_study(
     image_dir = image_folder(study.image, folder)
     image_dir.mkdir(parents=True, exist_ok=True)
     if image:
-        out["image"] = _write_image(study.image, image_dir, done)
+        out["image"] = write_image(study.image, image_dir, done)
     for n, other in enumerate(study.other_images):
         d = folder / f"{other.modality or 'IMAGE'}_{n + 1}"
         d.mkdir(parents=True, exist_ok=True)
-        out["other_images"] += _write_image(other, d, done)
+        out["other_images"] += write_image(other, d, done)
     if study.structure_set is not None:
         out["rtstruct"].append(study.structure_set.write(folder / "RTSTRUCT.dcm", finalize=done, uid_map=uid_map))
     for n, dose in enumerate(study.doses):
@@ -322,10 +322,6 @@ def image_folder(volume: ImageVolume, folder: PathLike) -> Path:
 def write_image(volume: ImageVolume, folder: Path, finalize: Callable[[Dataset], None]) -> List[Path]:
     """Write ``volume``'s series into ``folder`` (existing) as :func:`write_study`
     does, with ``finalize`` from :func:`study_finalize`; returns the paths."""
-    return _write_image(volume, folder, finalize)
-
-
-def _write_image(volume: ImageVolume, folder: Path, finalize: Callable[[Dataset], None]) -> List[Path]:
     from .image import write_image_series
 
     return write_image_series(volume, folder, prefix=volume.modality or "IMAGE", finalize=finalize)

@@ -355,7 +355,8 @@ class _Children:
         try:
             if self.mask is not None:
                 mask, self.mask = self.mask, None
-                result.timings["write_mask_s"] = mask.result()
+                mask.result()
+                result.timings["write_mask_s"] = mask.seconds
         except BaseException:
             self.cancel()
             raise
@@ -420,10 +421,10 @@ def _finish_qa(result: DefaceResult, qa_job) -> List[Path]:
     return paths
 
 
-def _write_result(result, folder, options, uid_map, finalize, qa_file, prepared_qa=None, image_lane=None):
+def _write_result(result, folder, options, uid_map, finalize, qa_file, prepared_qa=None, image_lane=False):
     """:func:`write_result` without waiting for its children: returns
     (written files, :class:`_Children`); ``image_lane`` (the study is
-    verified next: whether it is de-identified) see :func:`_write_dicom_and_extras`."""
+    verified next) see :func:`_write_dicom_and_extras`."""
     children = _Children(qa=_start_qa(result, options, qa_file, prepared_qa))
     try:
         written = _write_dicom_and_extras(result, folder, options, uid_map, finalize, children, image_lane)
@@ -433,14 +434,13 @@ def _write_result(result, folder, options, uid_map, finalize, qa_file, prepared_
     return written, children
 
 
-def write_mask(mask: np.ndarray, geometry, path: Path) -> float:
+def write_mask(mask: np.ndarray, geometry, path: Path) -> Path:
     """Write the removed-voxel ``mask`` (boolean ``[k, j, i]`` on ``geometry``)
-    as a compressed NRRD (0/1 unsigned char, LPS); returns the seconds it took."""
+    as a compressed NRRD (0/1 unsigned char, LPS); returns ``path``."""
     import SimpleITK as sitk
 
-    t = time.perf_counter()
     sitk.WriteImage(geometry.to_sitk(mask.view(np.uint8)), str(path), True)  # bool is 0/1 bytes
-    return time.perf_counter() - t
+    return path
 
 
 def _write_image_and_open(volume, folder: Path, finalize, original, deidentified: bool) -> None:
@@ -452,7 +452,7 @@ def _write_image_and_open(volume, folder: Path, finalize, original, deidentified
     open_written_images(write_image(volume, folder, finalize), original, deidentified)
 
 
-def _image_lane(result, folder: Path, options, uid_map: UIDMap, finalize, deidentified: bool):
+def _image_lane(result, folder: Path, options, uid_map: UIDMap, finalize):
     """A forked child that writes the defaced image series and then re-reads
     it for verification (:func:`.verify.verify_written`'s ``opening``), while
     this process writes the other objects and checks them; None where it
@@ -468,12 +468,13 @@ def _image_lane(result, folder: Path, options, uid_map: UIDMap, finalize, deiden
     target.mkdir(parents=True, exist_ok=True)
     # the same new UIDs there as here: a copy of uid_map maps every UID as uid_map does (see DefaceRTLib.uids)
     done = study_finalize(uid_map, finalize)
+    deidentified = options.deidentification is not None  # as the verification checks it
     lane = PreparedCall(lambda: _write_image_and_open(image, target, done, result.original, deidentified))
     return lane if lane.forked else None
 
 
 def _write_dicom_and_extras(result, folder, options, uid_map, finalize, children: _Children,
-                            image_lane: Optional[bool] = None) -> Dict[str, List[Path]]:
+                            image_lane: bool = False) -> Dict[str, List[Path]]:
     """Write the defaced objects and the extras; returns the written paths
     per kind. The mask is written by a forked child where safe
     (``children.mask``). With ``image_lane`` (the study is verified next) so
@@ -488,8 +489,8 @@ def _write_dicom_and_extras(result, folder, options, uid_map, finalize, children
     # the mask is written (SimpleITK imported, compressed) in a forked child where safe while the DICOM is written
     if options.write_mask:
         children.mask = ForkedCall(write_mask, result.image_mask.mask, result.defaced.image.geometry, extras / MASK_NAME)
-    if image_lane is not None:
-        children.lane = _image_lane(result, folder, options, uid_map, finalize, image_lane)
+    if image_lane:
+        children.lane = _image_lane(result, folder, options, uid_map, finalize)
     t = time.perf_counter()
     written = write_study(result.defaced, folder, uid_map=uid_map, finalize=finalize, image=children.lane is None)
     result.timings["write_dicom_s"] = time.perf_counter() - t
@@ -500,7 +501,7 @@ def _write_dicom_and_extras(result, folder, options, uid_map, finalize, children
         from .seg import SEG_NAME, write_removed_region_seg
 
         written["seg"] = [
-            write_removed_region_seg(result.image_mask.mask, written["image"], folder / SEG_NAME, uid_map or UIDMap())
+            write_removed_region_seg(result.image_mask.mask, written["image"], folder / SEG_NAME, uid_map)
         ]
         result.timings["write_seg_s"] = time.perf_counter() - t
     return written
@@ -724,8 +725,7 @@ def _write_and_verify(result, study, folder, options, pseudonym, source, rel, ve
     t = time.perf_counter()
     # the QA files are drawn alongside the write and the verification (in a forked child where safe), and
     # the image series is written and then re-read for its checks in another one while the rest is
-    written, children = _write_result(result, folder, options, uid_map, finalize, qa_file, prepared_qa,
-                                      image_lane=deid is not None)
+    written, children = _write_result(result, folder, options, uid_map, finalize, qa_file, prepared_qa, image_lane=True)
     result.timings["write_s"] = time.perf_counter() - t
     try:
         t = time.perf_counter()
