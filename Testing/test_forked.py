@@ -158,6 +158,50 @@ def test_prepared_call_without_fork_runs_in_the_caller():
     assert out["prepare_failed"] is None  # nothing is prepared in the caller
 
 
+BACKGROUND = """
+    import json, os
+    from DefaceRTLib.forked import BACKGROUND_NICE, ForkedCall, PreparedCall
+
+    def niceness():
+        return os.nice(0)
+
+    def prepared_niceness():
+        return state.get("prepared"), os.nice(0)
+
+    state = {}
+
+    def prepare():
+        state["prepared"] = os.nice(0)
+
+    here = os.nice(0)
+    background = ForkedCall.background(niceness)
+    normal = ForkedCall(niceness)
+    prepared = PreparedCall(prepare, nice=BACKGROUND_NICE)
+    prepared.call(prepared_niceness)
+    print(json.dumps({"step": BACKGROUND_NICE, "forked": background.forked, "here": here, "here_after": os.nice(0),
+                      "background": background.result(), "normal": normal.result(),
+                      "prepared": prepared.result()}))
+"""
+
+
+def test_background_children_run_at_a_lower_priority():
+    """The QA and mask children (side outputs) yield the CPU to the main
+    process and the image lane: niceness raised in the child only."""
+    out = _python(BACKGROUND)
+    assert out["forked"] and out["step"] > 0
+    top = 19  # os.nice saturates there
+    assert out["background"] == min(out["here"] + out["step"], top)
+    assert out["prepared"] == [min(out["here"] + out["step"], top)] * 2  # prepared and called at the lower priority
+    assert out["normal"] == out["here"] == out["here_after"]
+
+
+def test_background_call_without_fork_runs_in_the_caller_at_its_priority():
+    out = _python(BACKGROUND, {"DEFACERT_NO_FORK": "1"})
+    assert not out["forked"]
+    assert out["background"] == out["normal"] == out["here"] == out["here_after"]
+    assert out["prepared"] == [None, out["here"]]  # nothing prepared; called in the caller
+
+
 def test_no_fork_with_another_python_thread():
     out = _python("""
         import json, threading, time

@@ -393,7 +393,7 @@ def _start_qa(result: DefaceResult, options: DefaceOptions, qa_file: Optional[Pa
         prepared.cancel()  # no QA wanted, or face QA, which needs the whole result
     if not wanted:
         return None
-    return ForkedCall(write_study_qa, result, qa_file.parent, qa_file.name, options.qa_face, title)
+    return ForkedCall.background(write_study_qa, result, qa_file.parent, qa_file.name, options.qa_face, title)
 
 
 def prepare_qa(options: DefaceOptions):
@@ -401,12 +401,12 @@ def prepare_qa(options: DefaceOptions):
     study's QA files once it is defaced (:func:`_start_qa`); None when no
     QA figure is wanted, it would need the whole result (face QA) or
     forking is not safe here. Whoever gets one must pass it on or cancel it."""
-    from ..forked import PreparedCall, fork_is_safe
+    from ..forked import BACKGROUND_NICE, PreparedCall, fork_is_safe
     from .qa import prepare_qa_drawing
 
     if not options.write_qa_figure or options.qa_face != "off" or not fork_is_safe():
         return None
-    return PreparedCall(prepare_qa_drawing)
+    return PreparedCall(prepare_qa_drawing, nice=BACKGROUND_NICE)  # a side output: see ForkedCall.background
 
 
 def _finish_qa(result: DefaceResult, qa_job) -> List[Path]:
@@ -488,7 +488,7 @@ def _write_dicom_and_extras(result, folder, options, uid_map, finalize, children
     uid_map = uid_map if uid_map is not None else UIDMap()
     # the mask is written (SimpleITK imported, compressed) in a forked child where safe while the DICOM is written
     if options.write_mask:
-        children.mask = ForkedCall(write_mask, result.image_mask.mask, result.defaced.image.geometry, extras / MASK_NAME)
+        children.mask = ForkedCall.background(write_mask, result.image_mask.mask, result.defaced.image.geometry, extras / MASK_NAME)
     if image_lane:
         children.lane = _image_lane(result, folder, options, uid_map, finalize)
     t = time.perf_counter()
