@@ -27,6 +27,7 @@ makes the call; the import is then off the critical path.
 
 from __future__ import annotations
 
+import gc
 import os
 import pickle
 import signal
@@ -101,6 +102,9 @@ class _Child:
         if pid == 0:
             status = 1
             try:
+                # what the child inherited is never garbage it has to find: left out of its collections, which
+                # would otherwise walk (and, touching them, copy) every object of the parent's heap
+                gc.freeze()
                 os.close(r)
                 for fd in close_in_child:
                     os.close(fd)

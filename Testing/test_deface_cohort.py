@@ -329,3 +329,27 @@ def test_interrupted_run_keeps_its_map_ledger_and_studies(tree8, tmp_path):
     report = deface_path(subset, out, salted(), resume=True)
     assert report.count("ok") == 3
     assert sum(r["skipped"] for r in ledger_studies(default_ledger_path(out)) if r["status"] == "ok") == 1
+
+
+def test_no_full_collection_while_a_study_is_checksummed(tmp_path, monkeypatch):
+    """A study's output checksums (and everything else of its task) run with
+    Python's full collections paused: one there walked every object of the
+    study at the end of each run (about 0.03 s)."""
+    import gc
+
+    from DefaceRTLib.deface import cohort as C
+
+    tree = write_cohort_tree(tmp_path / "tree", n_patients=1, broken=0, seed=700)
+    seen = []
+    real = C.folder_checksums
+
+    def recording(folder, *args, **kwargs):
+        seen.append(gc.get_threshold()[2])
+        return real(folder, *args, **kwargs)
+
+    monkeypatch.setattr(C, "folder_checksums", recording)
+    before = gc.get_threshold()
+    report = deface_path(tree.root, tmp_path / "out", DefaceOptions(write_qa_figure=False, deidentification=None))
+    assert report.ok and seen and all(t >= 1_000_000 for t in seen)
+    assert gc.get_threshold() == before
+

@@ -317,7 +317,16 @@ def run_study_task(job, target, options, resume: Optional[ResumeInfo] = None) ->
     """One study in a worker: checksum its inputs, decide from the ledger
     record (``resume``) whether it has to run, clear what a killed run left
     of it, deface it (:func:`.tree.deface_study_job`) and checksum what was
-    written. Never raises for a bad study."""
+    written. Never raises for a bad study. Python's full garbage collections
+    wait until it is done (:func:`.pipeline._full_collections_paused`): one
+    would otherwise walk the study's objects while its output is checksummed."""
+    from .pipeline import _full_collections_paused
+
+    with _full_collections_paused():
+        return _run_study_task(job, target, options, resume)
+
+
+def _run_study_task(job, target, options, resume: Optional[ResumeInfo] = None) -> TaskResult:
     from .pipeline import StudyOutcome
     from .tree import deface_study_job, study_files
 
