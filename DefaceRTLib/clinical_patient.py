@@ -102,7 +102,15 @@ def _drop_small(mask2d: np.ndarray, min_px: int) -> np.ndarray:
 def _outlines(mask2d: np.ndarray, min_px: int = 0, tolerance_px: float = OUTLINE_TOLERANCE_PX) -> List[np.ndarray]:
     """Marching-squares outlines (closed, (N, 2) as (column, row)) of a binary
     slice, simplified by at most ``tolerance_px`` (Douglas-Peucker, as
-    planning systems store them); islands and holes under ``min_px`` pixels dropped."""
+    planning systems store them); islands and holes under ``min_px`` pixels dropped.
+
+    The simplification is GEOS's (shapely): arithmetic only, so the same on
+    every machine. scikit-image's ``approximate_polygon`` measures distances
+    with sines and cosines, whose last bits differ between CPUs and numpy
+    builds; on outlines of a pixel grid, with their many equal distances,
+    that picked other vertices (BODY and Bones areas of up to 30 mm^2 per
+    plane apart between two machines)."""
+    import shapely
     from skimage import measure
 
     if min_px:
@@ -112,7 +120,7 @@ def _outlines(mask2d: np.ndarray, min_px: int = 0, tolerance_px: float = OUTLINE
     out = []
     for c in measure.find_contours(np.pad(mask2d, 1).astype(np.float32), 0.5):
         if tolerance_px > 0:
-            c = measure.approximate_polygon(c, tolerance_px)
+            c = shapely.get_coordinates(shapely.simplify(shapely.linestrings(c), tolerance_px, preserve_topology=False))
         c = c[:-1] - 1.0  # closed: last point repeats the first; undo the padding
         if len(c) >= 4:
             out.append(c[:, ::-1])

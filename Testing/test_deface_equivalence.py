@@ -15,7 +15,13 @@
   moved the clinical patient's Eye_L / Eye_R to the cranium CT's measured
   globe centres (``realdata.CRANIUM_*_EYE_LPS``), so ``clinical_small`` alone
   was rewritten then (same input CT; the cut, hence CT, masks, dose and the
-  clipped ROIs changed).
+  clipped ROIs changed). Its outlines were simplified by scikit-image,
+  whose sine-based Douglas-Peucker picked other vertices on another CPU (and
+  between numpy 1 and 2): the generator now simplifies with GEOS, and
+  ``clinical_small`` was rewritten once more (in both environments, with its
+  input's contour areas per plane, ``input_rois``), after checking that the
+  code of 5ef6044 (the last rewrite) gives the same fingerprint with that
+  generator as the current code.
 * ``test_kept_polygons_match_plain_even_odd``: the kept region of every
   plane equals the plain, quadratic even-odd accumulation (one
   ``symmetric_difference`` per contour, every contour), computed here.
@@ -86,7 +92,10 @@ def fingerprint(study) -> dict:
         "doses": [_sha(d.array) for d in r.defaced.doses],
         "dose_masks": [_sha(m.mask) for m in r.dose_masks],
         "rois": {},
+        "input_rois": {},
     }
+    if study.structure_set is not None:  # the generated input, to tell its changes from defacing's
+        fp["input_rois"] = {roi.name: _planes(roi.contours) for roi in study.structure_set.rois}
     if r.defaced.structure_set is not None:
         fp["rois"] = {roi.name: _planes(roi.contours) for roi in r.defaced.structure_set.rois}
     return fp
@@ -105,6 +114,10 @@ def patients(shared):
 
 def _compare(name: str, got: dict, want: dict) -> None:
     assert got["input_ct"] == want["input_ct"], f"{name}: the generated input changed; regenerate the fingerprints"
+    if "input_rois" in want:  # recorded for clinical_small, whose contours are generated from the real CT
+        assert got["input_rois"] == want["input_rois"], (
+            f"{name}: the generated input structure set differs here (its generator, not defacing); "
+            "regenerate the fingerprints with the code before the speed work")
     for key in ("ct", "mask", "removed_voxels", "doses", "dose_masks"):
         assert got[key] == want[key], f"{name}: {key} differs from before"
     assert sorted(got["rois"]) == sorted(want["rois"]), f"{name}: ROI names differ"
