@@ -902,6 +902,7 @@ def write_image_series(
     folder: PathLike,
     prefix: str = "CT",
     finalize: Optional[Callable[[Dataset], None]] = None,
+    background: bool = True,
 ) -> List[Path]:
     """Write ``volume`` as one DICOM file per slice into ``folder`` (which must exist).
 
@@ -913,7 +914,10 @@ def write_image_series(
     when it is an :class:`~DefaceRTLib.series_encoding.ElementwiseFinalize`,
     a slice whose header differs from the previous one's only where it
     allows is encoded from the previous slice's elements (the same bytes,
-    see :mod:`DefaceRTLib.series_encoding`).
+    see :mod:`DefaceRTLib.series_encoding`). The files are written on a
+    background thread while the next slice is encoded (``background=False``:
+    here, for a caller whose every core is busy, see
+    :mod:`DefaceRTLib.background_writer`).
     Returns the written paths in ``k`` order.
     """
     from .series_encoding import SeriesEncoder
@@ -927,7 +931,7 @@ def write_image_series(
     encoder = SeriesEncoder(finalize, SLICE_TAGS)
     paths = []
     # encode here, write on a background thread (see background_writer)
-    with BackgroundWriter() as writer:
+    with BackgroundWriter(threaded=background) as writer:
         for k in range(nk):
             path = folder / f"{prefix}.{k + 1:04d}.dcm"
             if headers is None:

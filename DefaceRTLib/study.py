@@ -319,12 +319,15 @@ def image_folder(volume: ImageVolume, folder: PathLike) -> Path:
     return Path(folder) / (volume.modality or "IMAGE")
 
 
-def write_image(volume: ImageVolume, folder: Path, finalize: Callable[[Dataset], None]) -> List[Path]:
+def write_image(volume: ImageVolume, folder: Path, finalize: Callable[[Dataset], None],
+                background: bool = True) -> List[Path]:
     """Write ``volume``'s series into ``folder`` (existing) as :func:`write_study`
-    does, with ``finalize`` from :func:`study_finalize`; returns the paths."""
+    does, with ``finalize`` from :func:`study_finalize`; returns the paths.
+    ``background=False``: no writer thread (see :func:`DefaceRTLib.image.write_image_series`)."""
     from .image import write_image_series
 
-    return write_image_series(volume, folder, prefix=volume.modality or "IMAGE", finalize=finalize)
+    return write_image_series(volume, folder, prefix=volume.modality or "IMAGE", finalize=finalize,
+                              background=background)
 
 
 # ------------------------------------------------------------ output safety

@@ -52,7 +52,7 @@ CODE = """
     pipeline.write_study = recorded_write_study
     if tamper:  # the series written with its air made 0 HU (in the lane or not)
         write_image = study.write_image
-        study.write_image = lambda volume, *a: write_image(volume.with_array(np.maximum(volume.array, 0)), *a)
+        study.write_image = lambda volume, *a, **k: write_image(volume.with_array(np.maximum(volume.array, 0)), *a, **k)
 
     tmp = Path(tempfile.mkdtemp())
     phantom = make_phantom(tmp / "HFS")

@@ -449,7 +449,8 @@ def _write_image_and_open(volume, folder: Path, finalize, original, deidentified
     from ..study import write_image
     from .verify import open_written_images
 
-    open_written_images(write_image(volume, folder, finalize), original, deidentified)
+    # no writer thread: this child shares the cores with its parent and the other children, all busy
+    open_written_images(write_image(volume, folder, finalize, background=False), original, deidentified)
 
 
 def _image_lane(result, folder: Path, options, uid_map: UIDMap, finalize):
