@@ -93,7 +93,8 @@ def _run(mode: str, no_fork: bool = False) -> dict:
 def test_unsalted_run_writes_the_series_in_the_lane_and_its_references_resolve() -> None:
     out = _run("good")
     assert out["images"] == [False]  # the parent wrote everything but the series
-    assert out["calls"] == ["_check_opened_images"]  # checked in the child that wrote it
+    # checked in the child that wrote it (and the doses in the mask child: test_verify_dose_child.py)
+    assert out["calls"] == ["_check_opened_images", "_in_mask_child"]
     assert out["ok"] and all(out["checks"].values()), out["checks"]
     assert out["refs_resolve"] and out["series"]  # random new UIDs, the same in both processes
     here = _run("good", no_fork=True)

@@ -356,7 +356,7 @@ class _Children:
             if self.mask is not None:
                 mask, self.mask = self.mask, None
                 mask.result()
-                result.timings["write_mask_s"] = mask.seconds
+                result.timings["write_mask_s"] = mask.mask_seconds
         except BaseException:
             self.cancel()
             raise
@@ -443,6 +443,70 @@ def write_mask(mask: np.ndarray, geometry, path: Path) -> Path:
     return path
 
 
+#: in the mask child (:class:`_MaskChild`) only: what its preparation left for the call it is sent
+_MASK_CHILD: dict = {}
+
+
+def _prepare_mask_child(result, path: Path) -> None:
+    """The mask child's preparation: write the mask (SimpleITK imported)."""
+    t = time.perf_counter()
+    write_mask(result.image_mask.mask, result.defaced.image.geometry, path)
+    _MASK_CHILD.update(original=result.original, seconds=time.perf_counter() - t)
+
+
+def _in_mask_child(fn, args) -> tuple:
+    """The mask child's call: (seconds the mask took, ``fn(original, *args)``
+    or None without ``fn``), ``original`` the input study as the child was
+    forked with it."""
+    return _MASK_CHILD["seconds"], (fn(_MASK_CHILD["original"], *args) if fn is not None else None)
+
+
+class _MaskChild:
+    """The removed-voxel mask, written by a forked child where forking is
+    safe (else here, at construction). That child has imported SimpleITK
+    for the mask: :meth:`call` then has it run one more function there (the
+    verification's dose checks, :func:`.verify.dose_checks`), which this
+    process would otherwise import SimpleITK for. ``forked``: whether
+    :meth:`call` runs in the child."""
+
+    def __init__(self, result, path: Path) -> None:
+        from ..forked import BACKGROUND_NICE, ForkedCall, PreparedCall
+
+        self.mask_seconds = 0.0
+        self._called = False
+        self._done = False
+        self._value = None
+        # a side output first (see ForkedCall.background); the dose checks wait for the parent's own checks anyway
+        self._job = PreparedCall(lambda: _prepare_mask_child(result, path), nice=BACKGROUND_NICE)
+        self.forked = self._job.forked
+        if not self.forked:
+            self._job = ForkedCall.background(write_mask, result.image_mask.mask, result.defaced.image.geometry, path)  # runs here
+
+    def call(self, fn, *args) -> None:
+        """Run ``fn(original, *args)`` in the child once the mask is written
+        (forked children only); :meth:`result` returns its value."""
+        if not self.forked or self._called:
+            raise RuntimeError("the mask child makes one call, and only when forked")
+        self._called = True
+        self._job.call(_in_mask_child, fn, args)
+
+    def result(self):
+        """Wait for the mask (and the call); the call's value (None without one)."""
+        if not self._done:
+            if not self.forked:
+                self._job.result()
+                self.mask_seconds = self._job.seconds
+            else:
+                if not self._called:
+                    self.call(None)
+                self.mask_seconds, self._value = self._job.result()
+            self._done = True
+        return self._value
+
+    def cancel(self) -> None:
+        self._job.cancel()
+
+
 def _write_image_and_open(volume, folder: Path, finalize, original, deidentified: bool) -> None:
     """The image lane's child (:func:`_write_dicom_and_extras`): write the
     series, then re-read its headers for :func:`.verify.verify_written`."""
@@ -482,14 +546,13 @@ def _write_dicom_and_extras(result, folder, options, uid_map, finalize, children
     is the image series (``children.lane``, :func:`_image_lane`; the
     verification makes its image checks there) and ``written`` lists no
     ``"image"``."""
-    from ..forked import ForkedCall
-
     extras = folder / EXTRAS_DIR
     extras.mkdir(exist_ok=True)
     uid_map = uid_map if uid_map is not None else UIDMap()
-    # the mask is written (SimpleITK imported, compressed) in a forked child where safe while the DICOM is written
+    # the mask is written (SimpleITK imported, compressed) in a forked child where safe while the DICOM is written;
+    # the verification then makes its dose checks there (SimpleITK imported once)
     if options.write_mask:
-        children.mask = ForkedCall.background(write_mask, result.image_mask.mask, result.defaced.image.geometry, extras / MASK_NAME)
+        children.mask = _MaskChild(result, extras / MASK_NAME)
     if image_lane:
         children.lane = _image_lane(result, folder, options, uid_map, finalize)
     t = time.perf_counter()
@@ -730,7 +793,8 @@ def _write_and_verify(result, study, folder, options, pseudonym, source, rel, ve
     result.timings["write_s"] = time.perf_counter() - t
     try:
         t = time.perf_counter()
-        verification = verify_written(result, written, options, deidentified=deid is not None, opening=children.lane)
+        verification = verify_written(result, written, options, deidentified=deid is not None, opening=children.lane,
+                                      dose_child=children.mask if children.mask is not None and children.mask.forked else None)
         children.lane = None  # its image checks are in
         result.timings["verify_s"] = time.perf_counter() - t
     except BaseException:

@@ -78,13 +78,17 @@ class VerificationReport:
 
 
 def verify_written(result, written: Dict[str, List[Path]], options, deidentified: bool = False,
-                   opening=None) -> VerificationReport:
+                   opening=None, dose_child=None) -> VerificationReport:
     """Verify the files ``written`` for ``result`` (see the module docstring).
 
     ``opening``: a forked :class:`~DefaceRTLib.forked.PreparedCall` whose
     preparation wrote the image series and then ran
     :func:`open_written_images` on it (``written`` need not list the
-    series then); the image checks are made there."""
+    series then); the image checks are made there. ``dose_child``: a forked
+    child (the run's mask writer, ``pipeline._MaskChild``) whose ``call(fn,
+    *args)`` runs ``fn(original, *args)`` there, with SimpleITK already
+    imported, and whose ``result()`` returns its value: the dose checks
+    (:func:`dose_checks`, on the dose files re-read there) are made there."""
     from ..forked import ForkedCall, PreparedCall, fork_is_safe
 
     report = VerificationReport()
@@ -114,14 +118,17 @@ def verify_written(result, written: Dict[str, List[Path]], options, deidentified
             image_job, opening = opening, None
         else:
             image_job = ForkedCall(_verify_image_series, written, original, region, kept_rois, scrub_strings)
+        if dose_child is not None:  # the written doses re-read and checked there, against the written kept ROIs
+            dose_child.call(dose_checks, written.get("rtdose", []), region, kept_rois)
         if ss_out is not None:
             removed_numbers = {r.number for r in ss_in.rois if rules.is_removed(r.name)} if ss_in is not None else set()
             left = [r.name for r in ss_out.rois if rules.is_removed(r.name) or r.number in removed_numbers]
             report.add("no_removed_rois", not left, f"still present: {left}" if left else f"{len(ss_out.names())} ROIs remain")
             _check_kept_untouched(report, ss_in, ss_out, kept_numbers)
             _check_vertices(report, ss_out, region, kept_numbers, original.image.geometry)
-        dose_checks = VerificationReport()
-        _verify_doses(dose_checks, written, original, region, kept_rois)
+        dose_report = VerificationReport()
+        if dose_child is None:
+            _verify_doses(dose_report, written, original, region, kept_rois)
         # headers of the other written objects, read once for both checks below
         others = {k: [dicom_compat.dcmread(p, stop_before_pixels=True) for p in written.get(k, [])] for k in ("rtdose", "rtplan", "seg")}
         if deidentified:
@@ -137,7 +144,9 @@ def verify_written(result, written: Dict[str, List[Path]], options, deidentified
     if opening is not None:
         opening.cancel()
     image_checks, facts, image_msgs, image_n = image_job.result()
-    report.checks += image_checks + dose_checks.checks
+    if dose_child is not None:
+        dose_report.checks = dose_child.result()
+    report.checks += image_checks + dose_report.checks
     _check_references(report, others, original, facts, ss_out)
     if deidentified:
         msgs = image_msgs + other_msgs
@@ -219,6 +228,14 @@ def _check_images(opened, written, original, region, kept_rois):
             continue
         _check_image(report, tag, open_image_series(paths), other, region, kept_rois)
     return report.checks, facts, msgs, n
+
+
+def dose_checks(original, paths: List[Path], region, kept_rois) -> List[Check]:
+    """The dose checks of :func:`verify_written` (:func:`_verify_doses`) of
+    the written dose files ``paths`` (re-read here), as a list."""
+    report = VerificationReport()
+    _verify_doses(report, {"rtdose": paths}, original, region, kept_rois)
+    return report.checks
 
 
 def _verify_doses(report, written, original, region, kept_rois) -> None:
