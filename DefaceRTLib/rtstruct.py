@@ -181,7 +181,7 @@ class StructureSet:
     which only removed ROIs and replaced contours differ.
     """
 
-    def __init__(self, dataset: Dataset, path: Optional[PathLike] = None) -> None:
+    def __init__(self, dataset: Dataset, path: Optional[PathLike] = None, known: Optional[StructureSet] = None) -> None:
         self.dataset = dataset
         self.path = Path(path) if path is not None else None
         where = str(self.path) if self.path else "RT Structure Set"
@@ -199,12 +199,14 @@ class StructureSet:
         #: the ROI Contour Sequence as parsed by :mod:`.rtstruct_codec` (None: pydicom's items are used)
         self._contour_items: Optional[list] = None
         self._implicit = False
+        #: ContourData bytes -> the points read from them (private copies, read only; codec reads only)
+        self._points_read: Dict[bytes, np.ndarray] = {}
         try:
-            fast = _read_roi_contours_fast(dataset)
+            fast = _read_roi_contours_fast(dataset, getattr(known, "_points_read", None) or {})
         except InputError as exc:
             raise InputError(exc.message, where) from exc
         if fast is not None:
-            self._contour_items, self._implicit, colours, contours = fast
+            self._contour_items, self._implicit, colours, contours, self._points_read = fast
             every = [c.points for cs in contours.values() for c in cs]
             try:
                 check_contour_points(np.concatenate(every) if every else np.zeros((0, 3)))  # all at once
@@ -267,14 +269,19 @@ class StructureSet:
         by_number = {r.number: r for r in out.rois}
         out._replaced = {n: by_number[n].contours for n in self._replaced}
         out._contour_items, out._implicit = self._contour_items, self._implicit
+        out._points_read = self._points_read
         return out
 
     # ------------------------------------------------------------ reading
     @classmethod
-    def read(cls, path: PathLike) -> StructureSet:
-        """Read an RTSTRUCT file; errors name the file."""
+    def read(cls, path: PathLike, known: Optional[StructureSet] = None) -> StructureSet:
+        """Read an RTSTRUCT file; errors name the file. ``known``: a structure
+        set read before (the input of a written one): where a ContourData
+        value has exactly the bytes of one read there, its numbers are the
+        ones read from those bytes there (kept apart, never edited), not
+        converted again."""
         path = Path(path)
-        return cls(dicom_compat.dcmread(path), path)
+        return cls(dicom_compat.dcmread(path), path, known)
 
     @property
     def frame_of_reference_uid(self) -> str:
@@ -465,10 +472,14 @@ class StructureSet:
         return rasterize_contours(roi.contours, geometry)
 
 
-def _read_roi_contours_fast(dataset: Dataset):
-    """(items, implicit, colours, contours) of the ROI Contour Sequence read
-    by :mod:`.rtstruct_codec` from its undecoded value, or None when pydicom
-    has to read it (already decoded, or holding what the codec does not handle)."""
+def _read_roi_contours_fast(dataset: Dataset, known: Optional[Dict[bytes, np.ndarray]] = None):
+    """(items, implicit, colours, contours, points read) of the ROI Contour
+    Sequence read by :mod:`.rtstruct_codec` from its undecoded value, or None
+    when pydicom has to read it (already decoded, or holding what the codec
+    does not handle). ``known``: ContourData bytes -> the (read-only) points
+    read from those bytes before, taken instead of converting them again;
+    points read returns that mapping for these contours."""
+    known = known or {}
     from . import rtstruct_codec as C
 
     raw = dataset.get_item(0x30060039) if 0x30060039 in dataset else None
@@ -495,22 +506,30 @@ def _read_roi_contours_fast(dataset: Dataset):
                 declared = int(C.text(declared)) if declared is not None and C.text(declared).strip() else None
                 found.append((number, refs, C.text(kind) if kind is not None else "CLOSED_PLANAR",
                               (C.get(c, C.CONTOUR_DATA) or b"").strip(b" \x00"), declared))
-        # every coordinate of the sequence converted in one call
-        counts = [data.count(b"\\") + 1 if data else 0 for _, _, _, data, _ in found]
-        joined = b"\\".join(data for _, _, _, data, _ in found if data).decode("ascii", errors="replace")
+        # every coordinate of the sequence not known yet converted in one call
+        counts = [data.count(b"\\") + 1 if data and data not in known else 0 for _, _, _, data, _ in found]
+        joined = b"\\".join(data for (_, _, _, data, _), n in zip(found, counts) if n).decode("ascii", errors="replace")
         values = _ds_numbers(joined, sum(counts)) if joined else np.zeros(0)
     except (TypeError, ValueError):  # malformed numbers: pydicom's reading reports them
         return None
+    kept = values.copy()  # the numbers as read, apart from the contours' own (which edits may change)
+    kept.flags.writeable = False
+    points_read: Dict[bytes, np.ndarray] = {}
     start = 0
-    for (number, refs, kind, _, declared), n in zip(found, counts):
+    for (number, refs, kind, data, declared), n in zip(found, counts):
         if n % 3:
             raise InputError(f"ContourData has {n} values, not a multiple of 3 (x, y, z per point)")
-        points = values[start:start + n].reshape(-1, 3)
-        start += n
+        if n or not data:
+            points = values[start:start + n].reshape(-1, 3)
+            points_read[data] = kept[start:start + n].reshape(-1, 3)
+            start += n
+        else:
+            points_read[data] = known[data]
+            points = known[data].copy()
         if declared is not None and declared != len(points):
             check_contour_points(points, declared)  # raises, naming the counts
         contours[number].append(Contour(points, kind, refs))
-    return items, bool(raw.is_implicit_VR), colours, contours
+    return items, bool(raw.is_implicit_VR), colours, contours, points_read
 
 
 def _ds_numbers(text: str, count: int) -> np.ndarray:

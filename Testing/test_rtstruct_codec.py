@@ -135,3 +135,33 @@ def test_contour_numbers_parsed_as_float_reads_them():
         _ds_numbers("1\\2\\x", 3)
     with pytest.raises(ValueError):
         _ds_numbers("1\\2\\", 3)  # an empty value
+
+
+def test_read_with_a_known_structure_set_takes_only_identical_bytes_from_it(tmp_path, rtstruct_file):
+    """StructureSet.read(path, known=...): a ContourData value with exactly the
+    bytes of one read in ``known`` gets the numbers read there (even after
+    ``known``'s contours were edited in memory); any other value is converted
+    from the file, so a changed coordinate is read as written."""
+    known = StructureSet.read(rtstruct_file)
+    plain = StructureSet.read(rtstruct_file)
+    roi = next(r for r in known.rois if r.contours)
+    for c in roi.contours:
+        c.points += 5.0  # edited in memory: what was read from the bytes is kept apart
+    again = StructureSet.read(rtstruct_file, known=known)
+    assert len(again._points_read) == len(known._points_read) > 0
+    assert all(again._points_read[k] is v for k, v in known._points_read.items())  # none converted again
+    _same(again, plain)
+    assert not any(np.shares_memory(c.points, k) for r in again.rois for c in r.contours for k in known._points_read.values())
+
+    # one coordinate of one contour changed in the file (same length): read from the file
+    ds = pydicom.dcmread(rtstruct_file)
+    target = next(c for item in ds.ROIContourSequence for c in getattr(item, "ContourSequence", []))
+    values = [float(v) for v in target.ContourData]
+    values[0] += 1.0
+    target.ContourData = values
+    changed = tmp_path / "changed.dcm"
+    ds.save_as(changed)
+    out = StructureSet.read(changed, known=known)
+    _same(out, StructureSet(pydicom.dcmread(changed), changed))  # as pydicom reads the changed file
+    first = next(c for r in out.rois for c in r.contours)
+    assert first.points[0, 0] == values[0] != next(c for r in plain.rois for c in r.contours).points[0, 0]

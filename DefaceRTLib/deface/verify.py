@@ -109,7 +109,8 @@ def verify_written(result, written: Dict[str, List[Path]], options, deidentified
         kept_rois = []
         ss_in = original.structure_set
         if written.get("rtstruct"):
-            ss_out = StructureSet.read(written["rtstruct"][0])
+            # (ContourData bytes identical to the input's are not converted again: they hold its numbers)
+            ss_out = StructureSet.read(written["rtstruct"][0], known=ss_in)
             # ROIs are matched by number: de-identification may have cleaned their names
             kept_numbers = {r.number for r in (ss_in or ss_out).rois if rules.is_kept(r.name)}
             kept_rois = [r for r in ss_out.rois if r.number in kept_numbers]
