@@ -37,12 +37,14 @@ import time
 from typing import Any, Callable, Optional, Sequence, Tuple
 
 #: how much lower (``os.nice``) the priority of a background child is
-#: (:meth:`ForkedCall.background`): the QA files and the mask are drawn and
-#: written while the parent and the image lane write and verify the DICOM
-#: output, which is what a study waits for; on a machine whose cores they all
-#: share, the side outputs then use the time the others leave, instead of
-#: taking an equal share of it (about 0.1-0.2 s of a 1.5 s study on 2 cores)
-BACKGROUND_NICE = 10
+#: (:meth:`ForkedCall.background`): the QA files are drawn while the parent,
+#: the image lane and the mask child (which makes the verification's dose
+#: checks) write and verify the output, which is what a study waits for; on a
+#: machine whose cores they all share, the QA child then takes the time the
+#: others leave rather than an equal share of it. Moderate (CPU weight about a
+#: third of a normal process's), so that on a machine busy with other work the
+#: QA files, which the study also waits for before it is committed, are not starved
+BACKGROUND_NICE = 5
 
 #: modules whose presence means this may be a GUI process, where forking is not safe
 _GUI_MODULES = ("qt", "PythonQt", "slicer", "PyQt5", "PySide2", "PySide6", "ctk")

@@ -470,17 +470,17 @@ class _MaskChild:
     :meth:`call` runs in the child."""
 
     def __init__(self, result, path: Path) -> None:
-        from ..forked import BACKGROUND_NICE, ForkedCall, PreparedCall
+        from ..forked import ForkedCall, PreparedCall
 
         self.mask_seconds = 0.0
         self._called = False
         self._done = False
         self._value = None
-        # a side output first (see ForkedCall.background); the dose checks wait for the parent's own checks anyway
-        self._job = PreparedCall(lambda: _prepare_mask_child(result, path), nice=BACKGROUND_NICE)
+        # at the normal priority: the verification's dose checks, which the study waits for, are made there
+        self._job = PreparedCall(lambda: _prepare_mask_child(result, path))
         self.forked = self._job.forked
         if not self.forked:
-            self._job = ForkedCall.background(write_mask, result.image_mask.mask, result.defaced.image.geometry, path)  # runs here
+            self._job = ForkedCall(write_mask, result.image_mask.mask, result.defaced.image.geometry, path)  # runs here
 
     def call(self, fn, *args) -> None:
         """Run ``fn(original, *args)`` in the child once the mask is written
