@@ -15,16 +15,10 @@ the runs are made in fresh interpreters.
 from __future__ import annotations
 
 import copy
-import json
-import os
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
+
+from fresh_python import run_fresh
 
 from DefaceRTLib.uids import UIDMap
-
-REPO = Path(__file__).resolve().parents[1]
 
 CODE = """
     import json, sys, tempfile
@@ -80,14 +74,7 @@ CODE = """
 
 
 def _run(mode: str, no_fork: bool = False) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    env.pop("DEFACERT_NO_FORK", None)
-    if no_fork:
-        env["DEFACERT_NO_FORK"] = "1"
-    code = textwrap.dedent(CODE.format(testing=str(REPO / "Testing")))
-    proc = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_fresh(CODE, mode, no_fork=no_fork)
 
 
 def test_unsalted_run_writes_the_series_in_the_lane_and_its_references_resolve() -> None:

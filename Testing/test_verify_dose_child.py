@@ -9,14 +9,7 @@ the runs are made in fresh interpreters.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
-
-REPO = Path(__file__).resolve().parents[1]
+from fresh_python import run_fresh
 
 CODE = """
     import json, os, sys, tempfile
@@ -62,14 +55,7 @@ CODE = """
 
 
 def _run(mode: str, no_fork: bool = False) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    env.pop("DEFACERT_NO_FORK", None)
-    if no_fork:
-        env["DEFACERT_NO_FORK"] = "1"
-    code = textwrap.dedent(CODE.format(testing=str(REPO / "Testing")))
-    proc = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_fresh(CODE, mode, no_fork=no_fork)
 
 
 def test_dose_checks_run_in_the_mask_child_with_the_same_result() -> None:

@@ -8,14 +8,7 @@ so the forking path runs here in fresh interpreters.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
-
-REPO = Path(__file__).resolve().parents[1]
+from fresh_python import run_fresh
 
 CODE = """
     import dataclasses, json, sys, tempfile
@@ -51,14 +44,7 @@ CODE = """
 
 
 def _run(no_fork: bool) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    env.pop("DEFACERT_NO_FORK", None)
-    if no_fork:
-        env["DEFACERT_NO_FORK"] = "1"
-    code = textwrap.dedent(CODE.format(testing=str(REPO / "Testing")))
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_fresh(CODE, no_fork=no_fork)
 
 
 def test_prepared_image_child_gives_the_same_report_and_still_fails_what_it_should() -> None:
