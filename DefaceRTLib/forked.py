@@ -174,27 +174,30 @@ class ForkedCall(_Child):
     must be called once; ``seconds`` is then the function's own run time.
     """
 
+    #: how much lower the child's priority is (:meth:`background`: :data:`BACKGROUND_NICE`)
+    nice = 0
+
     def __init__(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         super().__init__()
-        self._start(fn, args, kwargs, 0)
-
-    def _start(self, fn: Callable[..., Any], args: tuple, kwargs: dict, nice: int) -> None:
         self.forked = fork_is_safe()
         if self.forked:
-            self._fork(lambda: (fn, args, kwargs), nice=nice)
+            self._fork(lambda: (fn, args, kwargs), nice=self.nice)
         else:
             self._run_here(fn, args, kwargs)
 
-    @classmethod
-    def background(cls, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> ForkedCall:
+    @staticmethod
+    def background(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> ForkedCall:
         """As the constructor, for a side output the caller waits for only
         after its own work: the child runs at a lower priority
         (:data:`BACKGROUND_NICE`), so that it takes the cores the caller and
         its other children leave idle rather than slowing them down."""
-        call = cls.__new__(cls)
-        _Child.__init__(call)
-        call._start(fn, args, kwargs, BACKGROUND_NICE)
-        return call
+        return _BackgroundCall(fn, *args, **kwargs)
+
+
+class _BackgroundCall(ForkedCall):
+    """:meth:`ForkedCall.background`."""
+
+    nice = BACKGROUND_NICE
 
 
 class PreparedCall(_Child):

@@ -202,7 +202,7 @@ class StructureSet:
         #: ContourData bytes -> the points read from them (private copies, read only; codec reads only)
         self._points_read: Dict[bytes, np.ndarray] = {}
         try:
-            fast = _read_roi_contours_fast(dataset, getattr(known, "_points_read", None) or {})
+            fast = _read_roi_contours_fast(dataset, getattr(known, "_points_read", None))
         except InputError as exc:
             raise InputError(exc.message, where) from exc
         if fast is not None:
