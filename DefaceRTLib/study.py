@@ -14,6 +14,7 @@ import errno
 import os
 import shutil
 import tempfile
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -335,15 +336,17 @@ def write_image(volume: ImageVolume, folder: Path, finalize: Callable[[Dataset],
 LOCK_SUFFIX = ".defacert-lock"
 
 
-#: file descriptors of the output locks this process holds
-_HELD_LOCKS: set = set()
+#: the output locks this process holds: (device, inode) of the lock file -> its file descriptor
+_HELD_LOCKS: Dict[tuple, int] = {}
+#: taking and releasing a lock (and the check of :data:`_HELD_LOCKS`) is one step for the threads of a process
+_LOCKS_GUARD = threading.Lock()
 
 
 def _close_locks_in_child() -> None:
-    """A forked child (:mod:`DefaceRTLib.forked`) must not keep its parent's
-    output locks: the lock belongs to the open file, so a child outliving a
-    killed parent for a moment would still refuse the next run."""
-    for fd in list(_HELD_LOCKS):
+    """A forked child (:mod:`DefaceRTLib.forked`) closes its copies of the
+    lock files (it never holds the locks: a POSIX record lock belongs to the
+    process that took it and is not inherited by ``fork``)."""
+    for fd in list(_HELD_LOCKS.values()):
         try:
             os.close(fd)
         except OSError:
@@ -365,11 +368,15 @@ def lock_path(output: PathLike) -> Path:
 def output_lock(output: PathLike) -> Iterator[Path]:
     """Hold an exclusive operating-system lock on ``output`` while a run writes it.
 
-    A second run on the same output (any process on this machine, or on a
-    shared file system honouring ``flock``) is refused with an
-    :class:`OutputError` naming the process that holds it. The lock is
-    released by the kernel when the holder dies (even by ``kill -9``), so a
-    stale lock file never blocks; it is removed when the run ends.
+    A second run on the same output (in this process, in any process on this
+    machine, or on a shared file system with POSIX locking, such as NFS with
+    its lock manager) is refused with an :class:`OutputError` naming the
+    process that holds it. The lock is a POSIX record lock (``lockf``): it
+    belongs to this process, is not inherited by the children it forks, and
+    is released by the kernel when the process dies (even by ``kill -9``), so
+    neither a stale lock file nor a child still starting or ending after its
+    parent was killed ever blocks the next run. The lock file is removed when
+    the run ends.
     """
     output = Path(output)
     path = lock_path(output)
@@ -377,7 +384,41 @@ def output_lock(output: PathLike) -> Iterator[Path]:
         output.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create the output's parent folder ({exc.strerror})", output.parent) from exc
+    with _LOCKS_GUARD:
+        fd = _acquire(output, path)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"process {os.getpid()} on {_hostname()}".encode("ascii", "replace"))
+        yield path
+    finally:
+        with _LOCKS_GUARD:
+            for key, held in list(_HELD_LOCKS.items()):
+                if held == fd:
+                    del _HELD_LOCKS[key]
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+            _unlock(fd)
+            os.close(fd)
+
+
+def _acquire(output: Path, path: Path) -> int:
+    """Open and lock ``path`` (with :data:`_LOCKS_GUARD` held); the locked
+    file descriptor, registered in :data:`_HELD_LOCKS`."""
     for _attempt in range(5):
+        # a lock this process holds is found before the file is opened: closing another descriptor of that
+        # file would release it (POSIX record locks belong to the process, not to the descriptor)
+        try:
+            key = _file_key(os.stat(path))
+        except OSError:
+            key = None
+        if key in _HELD_LOCKS:
+            raise OutputError(
+                f"another defacert run (in this process, {os.getpid()}) is writing this output; "
+                "wait for it to finish or choose another output",
+                output,
+            )
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
@@ -397,23 +438,14 @@ def output_lock(output: PathLike) -> Iterator[Path]:
         except OSError:
             same = False
         if same:
-            break
+            _HELD_LOCKS[_file_key(os.fstat(fd))] = fd
+            return fd
         os.close(fd)
-    else:  # pragma: no cover - only under heavy contention
-        raise OutputError("could not lock the output (its lock file keeps changing)", output)
-    _HELD_LOCKS.add(fd)
-    try:
-        os.ftruncate(fd, 0)
-        os.write(fd, f"process {os.getpid()} on {_hostname()}".encode("ascii", "replace"))
-        yield path
-    finally:
-        _HELD_LOCKS.discard(fd)
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
-        _unlock(fd)
-        os.close(fd)
+    raise OutputError("could not lock the output (its lock file keeps changing)", output)  # pragma: no cover
+
+
+def _file_key(st: os.stat_result) -> tuple:
+    return (st.st_dev, st.st_ino)
 
 
 def _hostname() -> str:
@@ -437,7 +469,7 @@ def _try_lock(fd: int) -> bool:
     import fcntl
 
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return True
     except OSError:
         return False
@@ -453,7 +485,7 @@ def _unlock(fd: int) -> None:
         else:
             import fcntl
 
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            fcntl.lockf(fd, fcntl.LOCK_UN)
     except OSError:  # pragma: no cover
         pass
 

@@ -266,13 +266,18 @@ def test_study_job_runs_in_a_worker_process(patients, tmp_path):
     assert not list(tmp_path.glob(".out*.partial-*"))
 
 
-def test_lock_is_not_kept_by_a_forked_child(tmp_path):
+@pytest.mark.parametrize("child", ["running", "starting"])
+def test_lock_is_not_kept_by_a_forked_child(tmp_path, child):
     """The QA figure and verification run in forked children: a child still alive when its
-    parent is killed must not keep the output locked (the next run would be refused)."""
+    parent is killed must not keep the output locked (the next run would be refused). Also
+    one forked just before the kill that has not run yet (on a busy machine it may wait for
+    a core): "starting" holds it in its fork hooks, before this library's own hook."""
     out = tmp_path / "out"
+    slow_start = "os.register_at_fork(after_in_child=lambda: time.sleep(60))\n" if child == "starting" else ""
     script = (
         "import os, sys, time\n"
-        "from DefaceRTLib.study import output_lock\n"
+        + slow_start
+        + "from DefaceRTLib.study import output_lock\n"
         f"with output_lock({str(out)!r}):\n"
         "    pid = os.fork()\n"
         "    if pid == 0:\n"
@@ -281,14 +286,43 @@ def test_lock_is_not_kept_by_a_forked_child(tmp_path):
         "    print(pid, flush=True); os._exit(0)  # the parent dies holding the lock\n"
     )
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
-    child = int(proc.stdout.strip())
+    printed = tmp_path / "child.txt"
+    with printed.open("w") as stdout:  # a file, not a pipe: the child keeps its copy open
+        subprocess.run([sys.executable, "-c", script], env=env, stdout=stdout, stderr=subprocess.DEVNULL,
+                       timeout=60, check=True)
+    child_pid = int(printed.read_text().strip())
     try:
-        os.kill(child, 0)  # still running
+        os.kill(child_pid, 0)  # still running
+        assert any(os.readlink(f"/proc/{child_pid}/fd/{fd}") == str(tmp_path / ".out.defacert-lock")
+                   for fd in os.listdir(f"/proc/{child_pid}/fd")) == (child == "starting")
         with output_lock(out):  # free at once all the same
             pass
     finally:
-        os.kill(child, signal.SIGKILL)
+        os.kill(child_pid, signal.SIGKILL)
+
+
+def test_lock_refuses_a_second_run_in_the_same_process_and_keeps_the_first(tmp_path):
+    """POSIX record locks do not conflict within a process, and closing any descriptor of the
+    file would release them: a second run in the same process (a thread, the Slicer GUI) is
+    refused without touching the first one's lock, which another process still cannot take."""
+    from DefaceRTLib.errors import OutputError
+
+    out = tmp_path / "out"
+    probe = ("import sys\nfrom DefaceRTLib.study import output_lock\n"
+             "try:\n    with output_lock(sys.argv[1]):\n        print('taken')\n"
+             "except Exception as e:\n    print('refused')\n")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+
+    def other_process() -> str:
+        return subprocess.run([sys.executable, "-c", probe, str(out)], env=env, capture_output=True, text=True,
+                              timeout=60).stdout.strip()
+
+    with output_lock(out):
+        with pytest.raises(OutputError, match=f"in this process, {os.getpid()}"):
+            with output_lock(out):
+                pass
+        assert other_process() == "refused"
+    assert other_process() == "taken"
 
 
 # ------------------------------------------------- work done alongside a study
