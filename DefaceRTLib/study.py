@@ -15,6 +15,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -502,7 +503,12 @@ def remove_stale_partials(output: PathLike) -> List[Path]:
     for prefix in (f".{output.name}.partial-", f".{output.name}.old-"):
         for p in sorted(output.parent.glob(prefix + "*")):
             if p.is_dir() and not p.is_symlink():
-                shutil.rmtree(p, ignore_errors=True)
+                # a child of the killed run may finish its last file operation in it while it is removed
+                for _attempt in range(20):
+                    shutil.rmtree(p, ignore_errors=True)
+                    if not os.path.lexists(p):
+                        break
+                    time.sleep(0.05)
                 removed.append(p)
     return removed
 

@@ -122,3 +122,26 @@ def test_structure_set_of_another_frame_of_reference_is_refused(dicompyler, tmp_
     with pytest.raises(InputError, match="frame of reference") as exc:
         load_study(src)
     assert "rtss.dcm" in str(exc.value)
+
+
+def test_stale_staging_folder_is_removed_even_if_a_file_appears_in_it_meanwhile(tmp_path, monkeypatch):
+    """A child of a killed run may create its last file while the next run removes the staging folder."""
+    import shutil
+
+    from DefaceRTLib import study
+
+    stale = tmp_path / ".out.partial-abc"
+    stale.mkdir()
+    (stale / "a.dcm").write_bytes(b"x")
+    real_rmtree, calls = shutil.rmtree, []
+
+    def rmtree_with_a_late_file(path, ignore_errors=False):
+        calls.append(path)
+        real_rmtree(path, ignore_errors=ignore_errors)
+        if len(calls) == 1:  # the dying child's file, created just after the folder was emptied
+            os.makedirs(path)
+            (path / "late.dcm").write_bytes(b"y")
+
+    monkeypatch.setattr(study.shutil, "rmtree", rmtree_with_a_late_file)
+    assert study.remove_stale_partials(tmp_path / "out") == [stale]
+    assert not stale.exists() and len(calls) == 2
