@@ -25,6 +25,7 @@ from pydicom.dataset import Dataset
 
 from . import dicom_compat
 from .background_writer import BackgroundWriter
+from .cow import shareable_empty
 from .errors import GeometryError, InputError
 from .geometry import MAX_COORDINATE_MM, ImageGeometry
 
@@ -570,7 +571,8 @@ class ImageSeries:
         Native 16-bit pixel data is read straight into the volume, and its
         intercept added there; other pixel types through one slice buffer."""
         integer = self.integer
-        array = np.empty(self.geometry.shape, dtype=np.int16 if integer else np.float32)
+        # in a memory file where possible: the defaced copy then shares its unchanged pages (DefaceRTLib.cow)
+        array = shareable_empty(self.geometry.shape, np.int16 if integer else np.float32)
         scratch: dict = {}  # a slice buffer per pixel type
         for k in range(len(self.datasets)):
             if not integer:

@@ -15,6 +15,7 @@ from typing import List
 
 import numpy as np
 
+from ..cow import cow_copy
 from ..image import ImageVolume, _stored_range
 from .region import RegionMask
 
@@ -42,7 +43,7 @@ def deface_image(volume: ImageVolume, removed: RegionMask, air_hu: float = AIR_H
     ``removed`` must be on ``volume``'s grid."""
     if not removed.geometry.same_grid(volume.geometry):
         raise ValueError("removed-region mask is not on the image grid")
-    array = volume.array.copy()
+    array = cow_copy(volume.array)  # pages shared with the input until written (DefaceRTLib.cow)
     if removed.box is not None:
         air = air_values(volume, air_hu)
         kbox = removed.box[0]
