@@ -150,12 +150,20 @@ def _format_ds(values: np.ndarray) -> List[str]:
 def _format_ds_text(values: np.ndarray) -> str:
     """Coordinates (mm) as one DS value: :func:`_format_ds`'s strings joined
     by backslashes, formatted in one operation when every value is below
-    1e10 in magnitude ("%.6g" formats as the f-string of the loop does)."""
+    1e10 in magnitude ("%.6g" formats as the f-string of the loop does). The
+    points of one axial plane (every z equal, as ``(N, 3)`` points) have
+    that z formatted once: the same text, a third fewer conversions."""
     values = np.asarray(values, dtype=float).ravel()
     if not values.size:
         return ""
     if not np.abs(values).max() < 1e10:  # (not <: also for NaN)
         return "\\".join(_format_ds(values))
+    if values.size % 3 == 0 and values.size > 3:
+        xyz = values.reshape(-1, 3)
+        z = xyz[:, 2].view(np.uint64)  # bit for bit: 0.0 and -0.0 are written differently
+        if np.all(z == z[0]):  # a contour on one axial plane: its z written once, as text
+            template = "%.6g\\%.6g\\" + f"{float(xyz[0, 2]):.6g}"  # no "%" in a number's text
+            return "\\".join([template] * len(xyz)) % tuple(xyz[:, :2].ravel().tolist())
     return "\\".join(["%.6g"] * values.size) % tuple(values.tolist())
 
 

@@ -196,3 +196,22 @@ def test_contour_text_is_the_per_value_format() -> None:
     assert _format_ds_text(np.array([])) == "" and _format_ds(np.array([])) == []
     big = np.array([1.0, 3e12])
     assert _format_ds_text(big) == "\\".join(_format_ds(big)) == "1\\3.00000000e+12"
+
+
+@pytest.mark.parametrize("z", [0.0, -0.0, 12.5, -123.456789, 1e-7, 99999.95, 4.2e9])
+def test_contour_text_of_one_plane_is_the_per_value_format(z) -> None:
+    """Points of one axial plane have their z formatted once: the same text as
+    formatting every value, also when the plane mixes 0.0 and -0.0 (then
+    every value is formatted) and for a point list that is not (N, 3)."""
+    from DefaceRTLib.rtstruct import _format_ds_text
+
+    rng = np.random.default_rng(4)
+    points = np.column_stack([rng.normal(0, 150, (400, 2)), np.full(400, z)])
+    points[::7, :2] = np.round(points[::7, :2], 1)
+    per_value = lambda v: "\\".join(f"{x:.6g}" for x in np.ravel(v).tolist())  # noqa: E731
+    assert _format_ds_text(points) == per_value(points)
+    mixed = points.copy()
+    mixed[::2, 2] = -z
+    assert _format_ds_text(mixed) == per_value(mixed)
+    assert _format_ds_text(points.ravel()[:-1]) == per_value(points.ravel()[:-1])
+    assert _format_ds_text(points[:1]) == per_value(points[:1])
