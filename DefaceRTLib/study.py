@@ -19,7 +19,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Union
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from pydicom.dataset import Dataset
 
@@ -386,16 +386,14 @@ def output_lock(output: PathLike) -> Iterator[Path]:
     except OSError as exc:
         raise OutputError(f"cannot create the output's parent folder ({exc.strerror})", output.parent) from exc
     with _LOCKS_GUARD:
-        fd = _acquire(output, path)
+        key, fd = _acquire(output, path)
     try:
         os.ftruncate(fd, 0)
         os.write(fd, f"process {os.getpid()} on {_hostname()}".encode("ascii", "replace"))
         yield path
     finally:
         with _LOCKS_GUARD:
-            for key, held in list(_HELD_LOCKS.items()):
-                if held == fd:
-                    del _HELD_LOCKS[key]
+            del _HELD_LOCKS[key]
             try:
                 os.unlink(path)
             except OSError:
@@ -404,9 +402,10 @@ def output_lock(output: PathLike) -> Iterator[Path]:
             os.close(fd)
 
 
-def _acquire(output: Path, path: Path) -> int:
-    """Open and lock ``path`` (with :data:`_LOCKS_GUARD` held); the locked
-    file descriptor, registered in :data:`_HELD_LOCKS`."""
+def _acquire(output: Path, path: Path) -> Tuple[tuple, int]:
+    """Open and lock ``path`` (with :data:`_LOCKS_GUARD` held): the lock
+    file's key in :data:`_HELD_LOCKS` and the locked file descriptor,
+    registered there."""
     for _attempt in range(5):
         # a lock this process holds is found before the file is opened: closing another descriptor of that
         # file would release it (POSIX record locks belong to the process, not to the descriptor)
@@ -439,8 +438,9 @@ def _acquire(output: Path, path: Path) -> int:
         except OSError:
             same = False
         if same:
-            _HELD_LOCKS[_file_key(os.fstat(fd))] = fd
-            return fd
+            key = _file_key(os.fstat(fd))
+            _HELD_LOCKS[key] = fd
+            return key, fd
         os.close(fd)
     raise OutputError("could not lock the output (its lock file keeps changing)", output)  # pragma: no cover
 
