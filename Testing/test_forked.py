@@ -13,23 +13,12 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
+from fresh_python import run_fresh
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _python(code: str, env: dict = None) -> dict:
-    """Run ``code`` in a fresh interpreter; it prints one JSON line."""
-    environment = dict(os.environ, PYTHONPATH=str(REPO))
-    environment.pop("DEFACERT_NO_FORK", None)
-    environment.update(env or {})
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          env=environment, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 CALLS = """
@@ -52,7 +41,7 @@ CALLS = """
     def dies():
         os._exit(3)
 
-    out = {}
+    out = {{}}
     call = ForkedCall(pid_and, 21)
     pid, value = call.result()
     out["forked"], out["other_pid"], out["value"] = call.forked, pid != os.getpid(), value
@@ -73,7 +62,7 @@ CALLS = """
 
 
 def test_forked_call_returns_value_and_raises_errors_of_the_child():
-    out = _python(CALLS)
+    out = run_fresh(CALLS)
     assert out["forked"] and out["other_pid"] and out["value"] == 42
     assert out["error"] == ["ValueError", "bad input in the child"]
     assert out["unpicklable"][0] == "RuntimeError" and "Unpicklable: odd" in out["unpicklable"][1]
@@ -82,7 +71,7 @@ def test_forked_call_returns_value_and_raises_errors_of_the_child():
 
 
 def test_no_fork_runs_in_the_caller_with_the_same_results():
-    out = _python(CALLS, {"DEFACERT_NO_FORK": "1"})
+    out = run_fresh(CALLS, no_fork=True)
     assert not out["forked"] and not out["other_pid"] and out["value"] == 42
     assert out["error"] == ["ValueError", "bad input in the child"]
     assert out["unpicklable"][0] == "Unpicklable"  # raised as it is, in the caller
@@ -93,7 +82,7 @@ PREPARED = """
     import numpy as np
     from DefaceRTLib.forked import PreparedCall
 
-    state = {}
+    state = {{}}
 
     def prepare():
         time.sleep(1.0)  # as importing matplotlib would
@@ -108,7 +97,7 @@ PREPARED = """
     def fails(array):
         raise ValueError("bad views")
 
-    out = {}
+    out = {{}}
     big = np.arange(2_500_000, dtype=np.float64)  # 20 MB of arguments
     call = PreparedCall(prepare)
     t = time.perf_counter()
@@ -135,13 +124,13 @@ PREPARED = """
     pid = idle._pid
     idle.cancel()
     out["cancel_s"] = time.perf_counter() - t
-    out["cancelled_gone"] = pid is None or not os.path.exists(f"/proc/{pid}")
+    out["cancelled_gone"] = pid is None or not os.path.exists(f"/proc/{{pid}}")
     print(json.dumps(out))
 """
 
 
 def test_prepared_call_prepares_while_the_caller_works_then_makes_the_call():
-    out = _python(PREPARED)
+    out = run_fresh(PREPARED)
     assert out["forked"] and out["other_pid"] and out["prepared_same_process"]
     assert out["total"] == 2 * float(sum(range(2_500_000)))
     assert out["call_s"] < 0.5  # the call never waits for the child to finish preparing
@@ -151,7 +140,7 @@ def test_prepared_call_prepares_while_the_caller_works_then_makes_the_call():
 
 
 def test_prepared_call_without_fork_runs_in_the_caller():
-    out = _python(PREPARED, {"DEFACERT_NO_FORK": "1"})
+    out = run_fresh(PREPARED, no_fork=True)
     assert not out["forked"] and not out["other_pid"] and not out["prepared_same_process"]
     assert out["total"] == 2 * float(sum(range(2_500_000)))
     assert out["error"] == ["ValueError", "bad views"]
@@ -168,7 +157,7 @@ BACKGROUND = """
     def prepared_niceness():
         return state.get("prepared"), os.nice(0)
 
-    state = {}
+    state = {{}}
 
     def prepare():
         state["prepared"] = os.nice(0)
@@ -178,16 +167,16 @@ BACKGROUND = """
     normal = ForkedCall(niceness)
     prepared = PreparedCall(prepare, nice=BACKGROUND_NICE)
     prepared.call(prepared_niceness)
-    print(json.dumps({"step": BACKGROUND_NICE, "forked": background.forked, "here": here, "here_after": os.nice(0),
+    print(json.dumps({{"step": BACKGROUND_NICE, "forked": background.forked, "here": here, "here_after": os.nice(0),
                       "background": background.result(), "normal": normal.result(),
-                      "prepared": prepared.result()}))
+                      "prepared": prepared.result()}}))
 """
 
 
 def test_background_children_run_at_a_lower_priority():
     """The QA and mask children (side outputs) yield the CPU to the main
     process and the image lane: niceness raised in the child only."""
-    out = _python(BACKGROUND)
+    out = run_fresh(BACKGROUND)
     assert out["forked"] and out["step"] > 0
     top = 19  # os.nice saturates there
     assert out["background"] == min(out["here"] + out["step"], top)
@@ -196,7 +185,7 @@ def test_background_children_run_at_a_lower_priority():
 
 
 def test_background_call_without_fork_runs_in_the_caller_at_its_priority():
-    out = _python(BACKGROUND, {"DEFACERT_NO_FORK": "1"})
+    out = run_fresh(BACKGROUND, no_fork=True)
     assert not out["forked"]
     assert out["background"] == out["normal"] == out["here"] == out["here_after"]
     assert out["prepared"] == [None, out["here"]]  # nothing prepared; called in the caller
@@ -211,8 +200,8 @@ FROZEN = """
     call = ForkedCall(gc.get_freeze_count)
     prepared = PreparedCall(lambda: None)
     prepared.call(gc.get_freeze_count)
-    print(json.dumps({"forked": call.forked, "child": call.result() - before, "prepared": prepared.result() - before,
-                      "parent": gc.get_freeze_count() - before}))
+    print(json.dumps({{"forked": call.forked, "child": call.result() - before, "prepared": prepared.result() - before,
+                      "parent": gc.get_freeze_count() - before}}))
 """
 
 
@@ -220,18 +209,18 @@ def test_children_leave_what_they_inherit_out_of_their_collections():
     """A forked child freezes the objects it inherited (gc.freeze): its
     collections (a full one while the QA child imported matplotlib took
     0.14 s) never walk the parent's heap; the parent's are unchanged."""
-    out = _python(FROZEN)
+    out = run_fresh(FROZEN)
     assert out["forked"] and out["child"] > 10000 and out["prepared"] > 10000
     assert out["parent"] == 0
 
 
 def test_no_fork_with_another_python_thread():
-    out = _python("""
+    out = run_fresh("""
         import json, threading, time
         from DefaceRTLib.forked import fork_is_safe
         alone = fork_is_safe()
         t = threading.Thread(target=time.sleep, args=(2,)); t.start()
-        print(json.dumps({"alone": alone, "with_thread": fork_is_safe()}))
+        print(json.dumps({{"alone": alone, "with_thread": fork_is_safe()}}))
     """)
     assert out == {"alone": True, "with_thread": False}
 
