@@ -1,7 +1,5 @@
 """``python -m DefaceRTLib`` is the ``defacert`` command line."""
 
-import sys
+from .cli import command
 
-from .cli import main
-
-sys.exit(main())
+command()
