@@ -646,7 +646,8 @@ def rasterize_polygons_2d(polygons: Iterable[np.ndarray], shape: Tuple[int, int]
 
 
 def rasterize_contours(
-    contours: Sequence[Contour], geometry: ImageGeometry, plane_tolerance: float = 0.5
+    contours: Sequence[Contour], geometry: ImageGeometry, plane_tolerance: float = 0.5,
+    out: Optional[np.ndarray] = None,
 ) -> np.ndarray:
     """Rasterise closed planar contours (LPS mm) onto ``geometry``.
 
@@ -656,8 +657,14 @@ def rasterize_contours(
     assigned to the nearest slice within ``plane_tolerance`` slices of its
     plane; contours off the grid are ignored; open contours and points are
     not areas and are ignored.
+
+    ``out``: a boolean array of ``geometry.shape`` the contours' voxels are
+    added to (or-ed into; the union of several ROIs without a new array per
+    ROI) and that is returned.
     """
-    mask = np.zeros(geometry.shape, dtype=bool)
+    if out is not None and (out.shape != tuple(geometry.shape) or out.dtype != bool):
+        raise ValueError("out is not a boolean array of the grid's shape")
+    mask = np.zeros(geometry.shape, dtype=bool) if out is None else out
     per_slice: Dict[Tuple[int, int], List[np.ndarray]] = {}
     normal_axis = None
     closed = [c for c in contours if c.is_closed_planar]

@@ -54,6 +54,24 @@ def test_contours_assigned_to_nearest_slice_within_tolerance():
     assert mask2[3][2:8, 11:17].all()
 
 
+def test_rasterize_into_out_is_the_union_of_the_rois_each_even_odd():
+    """``out``: each ROI's own even-odd voxels or-ed into the array (a ring
+    of one ROI keeps its hole, a second ROI filling the hole fills it)."""
+    g = ImageGeometry((20, 20, 5), (1, 1, 2), (0, 0, 10))
+    ring = [Contour(rect(1, 1, 15, 15, 12)), Contour(rect(5, 5, 10, 10, 12))]  # an outline and its hole
+    fill = [Contour(rect(6, 6, 9, 9, 12)), Contour(rect(2, 2, 4, 4, 14))]
+    union = rasterize_contours(ring, g) | rasterize_contours(fill, g)
+    out = np.zeros(g.shape, bool)
+    assert rasterize_contours(ring, g, out=out) is out
+    rasterize_contours(fill, g, out=out)
+    np.testing.assert_array_equal(out, union)
+    assert not rasterize_contours(ring, g)[1, 7, 7] and out[1, 7, 7] and out[1, 3, 3]  # the hole filled by fill
+    with pytest.raises(ValueError):
+        rasterize_contours(ring, g, out=np.zeros((5, 20, 19), bool))
+    with pytest.raises(ValueError):
+        rasterize_contours(ring, g, out=np.zeros(g.shape, np.uint8))
+
+
 def test_area_helper():
     assert polygon_area_mm2(rect(0, 0, 3, 2, 5)) == pytest.approx(6)
 

@@ -109,7 +109,7 @@ def kept_mask(rois: Sequence[ROI], geometry: ImageGeometry) -> np.ndarray:
     mask = np.zeros(geometry.shape, dtype=bool)
     for roi in rois:
         if roi.closed_contours:
-            mask |= rasterize_contours(roi.contours, geometry)
+            rasterize_contours(roi.contours, geometry, out=mask)  # into the union: no array per ROI
     return mask
 
 
@@ -171,7 +171,7 @@ def removed_mask(
         kept = kept[inner]
     else:
         kept = kept_mask(kept_rois, box_geometry(geometry, box))
-    mask[box] = ~kept
+    np.logical_not(kept, out=mask[box])
     return RegionMask(mask, box, kept, geometry)
 
 
