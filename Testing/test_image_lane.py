@@ -107,3 +107,33 @@ def test_uid_map_without_salt_is_random_but_the_same_in_a_copy() -> None:
     assert other.map("1.2.3.4") != seen and other.map("1.2.3.5") != first.map("1.2.3.5")
     assert seen.startswith("2.25.") and len(seen) <= 64
     assert UIDMap(salt="s").map("1.2.3.4") == UIDMap(salt="s").map("1.2.3.4") != seen
+
+
+ORDER = """
+    import json, sys, tempfile
+    from pathlib import Path
+    sys.path.insert(0, {testing!r})
+    from test_deface_fixtures import make_phantom
+    from DefaceRTLib.deface import DefaceOptions, deface_path
+    from DefaceRTLib.deface import pipeline, qa
+
+    order = []
+    def recorded(name, fn):
+        def run(*args, **kwargs):
+            order.append(name)
+            return fn(*args, **kwargs)
+        return run
+    pipeline._image_lane = recorded("lane", pipeline._image_lane)
+    pipeline._MaskChild = recorded("mask", pipeline._MaskChild)
+    qa.qa_views = recorded("qa views", qa.qa_views)
+    tmp = Path(tempfile.mkdtemp())
+    report = deface_path(make_phantom(tmp / "HFS").folder, tmp / "out", DefaceOptions())
+    print(json.dumps({{"order": order, "ok": report.ok}}))
+"""
+
+
+def test_the_lane_is_forked_before_the_qa_views_are_made() -> None:
+    """The study waits longest for the lane: it starts before this process
+    makes the QA figure's views for the QA child."""
+    out = run_fresh(ORDER)
+    assert out["ok"] and out["order"] == ["mask", "lane", "qa views"]

@@ -425,9 +425,10 @@ def _write_result(result, folder, options, uid_map, finalize, qa_file, prepared_
     """:func:`write_result` without waiting for its children: returns
     (written files, :class:`_Children`); ``image_lane`` (the study is
     verified next) see :func:`_write_dicom_and_extras`."""
-    children = _Children(qa=_start_qa(result, options, qa_file, prepared_qa))
+    children = _Children()
     try:
-        written = _write_dicom_and_extras(result, folder, options, uid_map, finalize, children, image_lane)
+        written = _write_dicom_and_extras(result, folder, options, uid_map, finalize, children, image_lane,
+                                          start_qa=lambda: _start_qa(result, options, qa_file, prepared_qa))
     except BaseException:
         children.cancel()
         raise
@@ -539,13 +540,15 @@ def _image_lane(result, folder: Path, options, uid_map: UIDMap, finalize):
 
 
 def _write_dicom_and_extras(result, folder, options, uid_map, finalize, children: _Children,
-                            image_lane: bool = False) -> Dict[str, List[Path]]:
+                            image_lane: bool = False, start_qa=None) -> Dict[str, List[Path]]:
     """Write the defaced objects and the extras; returns the written paths
     per kind. The mask is written by a forked child where safe
     (``children.mask``). With ``image_lane`` (the study is verified next) so
     is the image series (``children.lane``, :func:`_image_lane`; the
     verification makes its image checks there) and ``written`` lists no
-    ``"image"``."""
+    ``"image"``. ``start_qa()`` (the QA files' child, ``children.qa``) is
+    called once those children are forked: the lane, which the study
+    waits for longest, does not wait for the QA views to be made here."""
     extras = folder / EXTRAS_DIR
     extras.mkdir(exist_ok=True)
     uid_map = uid_map if uid_map is not None else UIDMap()
@@ -555,6 +558,8 @@ def _write_dicom_and_extras(result, folder, options, uid_map, finalize, children
         children.mask = _MaskChild(result, extras / MASK_NAME)
     if image_lane:
         children.lane = _image_lane(result, folder, options, uid_map, finalize)
+    if start_qa is not None:
+        children.qa = start_qa()
     t = time.perf_counter()
     written = write_study(result.defaced, folder, uid_map=uid_map, finalize=finalize, image=children.lane is None)
     result.timings["write_dicom_s"] = time.perf_counter() - t
