@@ -20,9 +20,11 @@ The child dies with the parent (Linux ``PR_SET_PDEATHSIG``): a killed run
 leaves no process drawing into its stale partial folders.
 
 :class:`PreparedCall` forks earlier, before the data exist: its child
-imports what it will need (matplotlib) while the study is read and defaced,
-then receives its arguments (the QA views, about 1-6 MB pickled) and
-makes the call; the import is then off the critical path.
+imports what it will need (matplotlib; SimpleITK for the mask and the dose
+checks) while the study is read and defaced, then receives its arguments
+(the QA views, about 1-6 MB pickled; the mask's box as packed bits and the
+input doses, about 5 MB) and makes the call; the import is then off the
+critical path.
 """
 
 from __future__ import annotations

@@ -375,19 +375,27 @@ from DefaceRTLib.deface import pipeline as P
 from DefaceRTLib.deface import tree as T
 from DefaceRTLib.errors import InputError
 
-prepared = []
-real = P.prepare_qa
+prepared, masks = [], []
+real, real_mask = P.prepare_qa, P.prepare_mask_child
 
 def recording(options):
     call = real(options)
     prepared.append(call)
     return call
 
+def recording_mask(options):
+    call = real_mask(options)
+    masks.append(call)
+    return call
+
 P.prepare_qa = recording
+P.prepare_mask_child = recording_mask
 patient, tmp = Path(sys.argv[1]), Path(sys.argv[2])
 deface_path(patient, tmp / "out", DefaceOptions(deidentification=None))
 out = {"first": [c is not None and c.forked for c in prepared], "spare_left": len(T._SPARE_QA),
-       "figure": (tmp / "out-qa" / "deface_qa.png").is_file()}
+       "figure": (tmp / "out-qa" / "deface_qa.png").is_file(),
+       "first_masks": [c is not None and c.forked for c in masks], "mask_spare_left": len(T._SPARE_MASK),
+       "mask": (tmp / "out" / "defacert" / "removed_region.nrrd").is_file()}
 empty = tmp / "empty"
 empty.mkdir()
 (empty / "notes.txt").write_text("no DICOM here")
@@ -395,16 +403,19 @@ try:
     deface_path(empty, tmp / "out2", DefaceOptions(deidentification=None))
 except InputError as exc:
     out["error"] = str(exc)
-pid = prepared[-1]._pid
-out.update(n=len(prepared), spare_left_after=len(T._SPARE_QA), gone=pid is None or not os.path.exists(f"/proc/{pid}"))
+pid, mask_pid = prepared[-1]._pid, masks[-1]._pid
+out.update(n=len(prepared), spare_left_after=len(T._SPARE_QA), gone=pid is None or not os.path.exists(f"/proc/{pid}"),
+           n_masks=len(masks), mask_spare_left_after=len(T._SPARE_MASK),
+           mask_gone=mask_pid is None or not os.path.exists(f"/proc/{mask_pid}"))
 print(json.dumps(out))
 """
 
 
 def test_qa_child_prepared_before_indexing_is_taken_by_the_study_or_cancelled(patients, tmp_path):
-    """A run prepares its QA child (forked) before indexing; the study takes
-    it (no second one is prepared) and a run that defaces nothing cancels it.
-    In a fresh interpreter: forking needs a process with one thread."""
+    """A run prepares its QA child and its mask child (forked) before
+    indexing; the study takes them (no second one is prepared) and a run
+    that defaces nothing cancels them. In a fresh interpreter: forking needs
+    a process with one thread."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("DEFACERT_NO_FORK", None)
     proc = subprocess.run([sys.executable, "-c", SPARE_QA, str(patients[0]), str(tmp_path)], capture_output=True,
@@ -414,3 +425,5 @@ def test_qa_child_prepared_before_indexing_is_taken_by_the_study_or_cancelled(pa
     assert out["first"] == [True] and out["spare_left"] == 0 and out["figure"]
     assert "no image series" in out["error"]
     assert out["n"] == 2 and out["spare_left_after"] == 0 and out["gone"]
+    assert out["first_masks"] == [True] and out["mask_spare_left"] == 0 and out["mask"]
+    assert out["n_masks"] == 2 and out["mask_spare_left_after"] == 0 and out["mask_gone"]

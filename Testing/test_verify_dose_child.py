@@ -45,7 +45,12 @@ CODE = """
         report = deface_path(phantom.folder, tmp / "out", DefaceOptions(write_qa_figure=False))
         summary = json.loads((tmp / "out" / "defacert" / "deface_summary.json").read_text())
         out["checks"] = [[c["name"], c["passed"], c["detail"]] for c in summary["verification"]["checks"]]
-        out["mask"] = (tmp / "out" / "defacert" / "removed_region.nrrd").is_file()
+        mask = tmp / "out" / "defacert" / "removed_region.nrrd"
+        out["mask"] = mask.is_file()
+        import hashlib
+        import SimpleITK as sitk
+        voxels = sitk.GetArrayFromImage(sitk.ReadImage(str(mask)))
+        out["mask_voxels"] = [int(voxels.sum()), hashlib.sha256(voxels.tobytes()).hexdigest()]
         out["ok"] = report.ok
         out["checked_here"] = os.getpid() in pids
     except DefaceRTError as exc:
@@ -67,9 +72,32 @@ def test_dose_checks_run_in_the_mask_child_with_the_same_result() -> None:
     names = [c[0] for c in forked["checks"]]
     assert {"dose_zeroed", "dose_unchanged", "dose_in_kept_rois"} <= set(names)
     assert forked["checks"] == here["checks"]  # the same checks, in the same order, with the same details
+    # the mask written by the child prepared before the study was read (sent packed) is the one written here
+    assert forked["mask_voxels"] == here["mask_voxels"] and forked["mask_voxels"][0] > 0
 
 
 def test_a_dose_written_wrongly_fails_the_checks_made_in_the_mask_child() -> None:
     for out in (_run("tamper"), _run("tamper", no_fork=True)):
         assert "error" in out, out
         assert "dose_zeroed" in out["error"] and "dose_unchanged" in out["error"], out["error"]
+
+
+def test_a_packed_mask_unpacks_to_the_same_voxels() -> None:
+    """What a mask child prepared before the study was read is sent: the box
+    of the removed region as packed bits, unpacked there to the same array."""
+    import numpy as np
+
+    from DefaceRTLib.deface.pipeline import _packed_mask, _unpacked_mask
+    from DefaceRTLib.deface.region import RegionMask
+    from DefaceRTLib.geometry import ImageGeometry
+
+    g = ImageGeometry((13, 7, 5), (1.0, 1.0, 2.0), (0.0, 0.0, 0.0))
+    rng = np.random.default_rng(3)
+    mask = np.zeros(g.shape, bool)
+    box = (slice(1, 4), slice(0, 5), slice(2, 13))
+    mask[box] = rng.random((3, 5, 11)) > 0.4  # 165 voxels: not a whole number of bytes
+    for region in (RegionMask(mask, box, None, g), RegionMask(np.zeros(g.shape, bool), None, None, g),
+                   RegionMask(mask, tuple(slice(None) for _ in range(3)), None, g)):
+        packed = _packed_mask(region)
+        assert len(packed[2]) <= (region.mask.size + 7) // 8
+        np.testing.assert_array_equal(_unpacked_mask(packed), region.mask)

@@ -421,14 +421,16 @@ def _finish_qa(result: DefaceResult, qa_job) -> List[Path]:
     return paths
 
 
-def _write_result(result, folder, options, uid_map, finalize, qa_file, prepared_qa=None, image_lane=False):
+def _write_result(result, folder, options, uid_map, finalize, qa_file, prepared_qa=None, image_lane=False,
+                  prepared_mask=None):
     """:func:`write_result` without waiting for its children: returns
     (written files, :class:`_Children`); ``image_lane`` (the study is
-    verified next) see :func:`_write_dicom_and_extras`."""
+    verified next) and ``prepared_mask`` see :func:`_write_dicom_and_extras`."""
     children = _Children()
     try:
         written = _write_dicom_and_extras(result, folder, options, uid_map, finalize, children, image_lane,
-                                          start_qa=lambda: _start_qa(result, options, qa_file, prepared_qa))
+                                          start_qa=lambda: _start_qa(result, options, qa_file, prepared_qa),
+                                          prepared_mask=prepared_mask)
     except BaseException:
         children.cancel()
         raise
@@ -455,11 +457,75 @@ def _prepare_mask_child(result, path: Path) -> None:
     _MASK_CHILD.update(original=result.original, seconds=time.perf_counter() - t)
 
 
-def _in_mask_child(fn, args) -> tuple:
+def _in_mask_child(fn, args, mask=None, original=None) -> tuple:
     """The mask child's call: (seconds the mask took, ``fn(original, *args)``
-    or None without ``fn``), ``original`` the input study as the child was
-    forked with it."""
-    return _MASK_CHILD["seconds"], (fn(_MASK_CHILD["original"], *args) if fn is not None else None)
+    or None without ``fn``). In a child forked with the study, the mask was
+    written by its preparation and ``original`` is the input study it was
+    forked with. A child prepared before the study was read
+    (:func:`prepare_mask_child`) is sent ``mask`` (:func:`_packed_mask`),
+    written here first, and ``original`` (:class:`_DoseCheckInputs`)."""
+    if mask is not None:
+        t = time.perf_counter()
+        write_mask(_unpacked_mask(mask[0]), mask[1], mask[2])
+        _MASK_CHILD.update(seconds=time.perf_counter() - t)
+    if original is None:
+        original = _MASK_CHILD["original"]
+    return _MASK_CHILD["seconds"], (fn(original, *args) if fn is not None else None)
+
+
+def _import_mask_writer() -> None:
+    """A prepared mask child's preparation (:func:`prepare_mask_child`)."""
+    import SimpleITK  # noqa: F401
+
+
+def prepare_mask_child(options):
+    """A child process that imports SimpleITK now, before the study is read
+    (while this process imports, indexes and reads), to write the study's
+    mask and make the verification's dose checks once it is defaced
+    (:class:`_MaskChild`); None when no mask is wanted or forking is not
+    safe here. Whoever gets one must pass it on or cancel it."""
+    from ..forked import PreparedCall, fork_is_safe
+
+    if not options.write_mask or not fork_is_safe():
+        return None
+    return PreparedCall(_import_mask_writer)  # at the normal priority: the study waits for the dose checks
+
+
+def _packed_mask(mask) -> tuple:
+    """A :class:`~.region.RegionMask`'s voxels to send to another process:
+    (shape, the box's array slices as (start, stop) triples or None, the
+    box's voxels as packed bits); about an eighth of the box's bytes."""
+    array = mask.mask
+    if mask.box is None:
+        return array.shape, None, b""
+    box = tuple(b.indices(n)[:2] for b, n in zip(mask.box, array.shape))  # (index_box slices have step 1)
+    return array.shape, box, np.packbits(array[mask.box]).tobytes()
+
+
+def _unpacked_mask(packed: tuple) -> np.ndarray:
+    """The boolean array :func:`_packed_mask` was made from."""
+    shape, box, bits = packed
+    out = np.zeros(shape, dtype=bool)
+    if box is not None:
+        slices = tuple(slice(a, b) for a, b in box)
+        sub = out[slices]
+        sub[...] = np.unpackbits(np.frombuffer(bits, np.uint8), count=sub.size).reshape(sub.shape).view(bool)
+    return out
+
+
+@dataclass
+class _DoseCheckInputs:
+    """What the verification's dose checks (:func:`.verify.dose_checks`)
+    read of the input study: its doses and its image's grid (``image.geometry``),
+    sent to a mask child that was prepared before the study was read."""
+
+    doses: list
+    image: "_Grid"
+
+
+@dataclass
+class _Grid:
+    geometry: object
 
 
 class _MaskChild:
@@ -468,15 +534,27 @@ class _MaskChild:
     for the mask: :meth:`call` then has it run one more function there (the
     verification's dose checks, :func:`.verify.dose_checks`), which this
     process would otherwise import SimpleITK for. ``forked``: whether
-    :meth:`call` runs in the child."""
+    :meth:`call` runs in the child.
 
-    def __init__(self, result, path: Path) -> None:
+    ``prepared`` (from :func:`prepare_mask_child`): a child that imported
+    SimpleITK before the study was read; it writes the mask when
+    :meth:`call` (or :meth:`result`) sends it, with the call."""
+
+    def __init__(self, result, path: Path, prepared=None) -> None:
         from ..forked import ForkedCall, PreparedCall
 
         self.mask_seconds = 0.0
         self._called = False
         self._done = False
         self._value = None
+        self._prepared = prepared is not None and prepared.forked
+        if self._prepared:
+            self._job = prepared
+            self._result, self._path = result, path
+            self.forked = True
+            return
+        if prepared is not None:
+            prepared.cancel()
         # at the normal priority: the verification's dose checks, which the study waits for, are made there
         self._job = PreparedCall(lambda: _prepare_mask_child(result, path))
         self.forked = self._job.forked
@@ -489,7 +567,13 @@ class _MaskChild:
         if not self.forked or self._called:
             raise RuntimeError("the mask child makes one call, and only when forked")
         self._called = True
-        self._job.call(_in_mask_child, fn, args)
+        if not self._prepared:
+            self._job.call(_in_mask_child, fn, args)
+            return
+        result, original = self._result, self._result.original
+        mask = (_packed_mask(result.image_mask), result.defaced.image.geometry, self._path)
+        inputs = _DoseCheckInputs(list(original.doses), _Grid(original.image.geometry)) if fn is not None else None
+        self._job.call(_in_mask_child, fn, args, mask, inputs)
 
     def result(self):
         """Wait for the mask (and the call); the call's value (None without one)."""
@@ -540,7 +624,7 @@ def _image_lane(result, folder: Path, options, uid_map: UIDMap, finalize):
 
 
 def _write_dicom_and_extras(result, folder, options, uid_map, finalize, children: _Children,
-                            image_lane: bool = False, start_qa=None) -> Dict[str, List[Path]]:
+                            image_lane: bool = False, start_qa=None, prepared_mask=None) -> Dict[str, List[Path]]:
     """Write the defaced objects and the extras; returns the written paths
     per kind. The mask is written by a forked child where safe
     (``children.mask``). With ``image_lane`` (the study is verified next) so
@@ -548,14 +632,18 @@ def _write_dicom_and_extras(result, folder, options, uid_map, finalize, children
     verification makes its image checks there) and ``written`` lists no
     ``"image"``. ``start_qa()`` (the QA files' child, ``children.qa``) is
     called once those children are forked: the lane, which the study
-    waits for longest, does not wait for the QA views to be made here."""
+    waits for longest, does not wait for the QA views to be made here.
+    ``prepared_mask`` (:func:`prepare_mask_child`) writes the mask, if any
+    (else it is cancelled)."""
     extras = folder / EXTRAS_DIR
     extras.mkdir(exist_ok=True)
     uid_map = uid_map if uid_map is not None else UIDMap()
     # the mask is written (SimpleITK imported, compressed) in a forked child where safe while the DICOM is written;
     # the verification then makes its dose checks there (SimpleITK imported once)
     if options.write_mask:
-        children.mask = _MaskChild(result, extras / MASK_NAME)
+        children.mask = _MaskChild(result, extras / MASK_NAME, prepared_mask)
+    elif prepared_mask is not None:
+        prepared_mask.cancel()
     if image_lane:
         children.lane = _image_lane(result, folder, options, uid_map, finalize)
     if start_qa is not None:
@@ -787,14 +875,15 @@ def output_finalize(options: DefaceOptions, pseudonym):
 
 
 def _write_and_verify(result, study, folder, options, pseudonym, source, rel, verify_written, qa_file=None,
-                      prepared_qa=None) -> StudyOutcome:
+                      prepared_qa=None, prepared_mask=None) -> StudyOutcome:
     deid = options.deidentification
     finalize = output_finalize(options, pseudonym)
     uid_map = UIDMap(salt=options.uid_salt)
     t = time.perf_counter()
     # the QA files are drawn alongside the write and the verification (in a forked child where safe), and
     # the image series is written and then re-read for its checks in another one while the rest is
-    written, children = _write_result(result, folder, options, uid_map, finalize, qa_file, prepared_qa, image_lane=True)
+    written, children = _write_result(result, folder, options, uid_map, finalize, qa_file, prepared_qa, image_lane=True,
+                                      prepared_mask=prepared_mask)
     result.timings["write_s"] = time.perf_counter() - t
     try:
         t = time.perf_counter()

@@ -139,29 +139,41 @@ def deface_study_job(job: StudyJob, target: OutputTarget, options: DefaceOptions
 #: by the pid of the process that prepared them (a worker process never takes
 #: its parent's): the first study run in that process draws its QA with it
 _SPARE_QA: Dict[int, object] = {}
+#: the same for the mask children (:func:`.pipeline.prepare_mask_child`: SimpleITK imported meanwhile)
+_SPARE_MASK: Dict[int, object] = {}
 
 
 def _deface_study_job(job: StudyJob, target: OutputTarget, options, input_checksums=None):
-    from .pipeline import prepare_qa
+    from .pipeline import prepare_mask_child, prepare_qa
 
-    # the QA drawing libraries are imported by a child while the study is read and defaced
+    # the QA drawing libraries and SimpleITK (the mask, the dose checks) are imported by children while the
+    # study is read and defaced
     prepared_qa = _SPARE_QA.pop(os.getpid(), None)
+    prepared_mask = _SPARE_MASK.pop(os.getpid(), None)
     if target.dry_run or target.qa_root is None:
         if prepared_qa is not None:
             prepared_qa.cancel()
         prepared_qa = None
     elif prepared_qa is None:
         prepared_qa = prepare_qa(options)
+    if target.dry_run:
+        if prepared_mask is not None:
+            prepared_mask.cancel()
+        prepared_mask = None
+    elif prepared_mask is None:
+        prepared_mask = prepare_mask_child(options)
     if input_checksums is not None:
-        input_checksums.start()  # after the fork above: a thread would make it unsafe
+        input_checksums.start()  # after the forks above: a thread would make them unsafe
     try:
-        return _deface_prepared(job, target, options, prepared_qa, input_checksums)
+        return _deface_prepared(job, target, options, prepared_qa, input_checksums, prepared_mask)
     finally:
-        if prepared_qa is not None:
-            prepared_qa.cancel()  # stops it if the study failed before its QA; nothing once its result is in
+        for prepared in (prepared_qa, prepared_mask):
+            if prepared is not None:
+                prepared.cancel()  # stops it if the study failed before using it; nothing once its result is in
 
 
-def _deface_prepared(job: StudyJob, target: OutputTarget, options, prepared_qa, input_checksums=None):
+def _deface_prepared(job: StudyJob, target: OutputTarget, options, prepared_qa, input_checksums=None,
+                     prepared_mask=None):
     from .pipeline import StudyOutcome, deface_study
 
     source = job.source
@@ -188,7 +200,7 @@ def _deface_prepared(job: StudyJob, target: OutputTarget, options, prepared_qa, 
             from .cohort import input_read_error
 
             return StudyOutcome(source, None, "input error", input_read_error(exc), where=str(exc.filename))
-    return _write_verify_commit(job, target, options, study, result, files, before, prepared_qa)
+    return _write_verify_commit(job, target, options, study, result, files, before, prepared_qa, prepared_mask)
 
 
 def _failure(StudyOutcome, source: str, exc: BaseException, status: Optional[str] = None):
@@ -205,7 +217,8 @@ def _failure(StudyOutcome, source: str, exc: BaseException, status: Optional[str
     return StudyOutcome(source, None, status, f"{source}: cannot deface this study ({type(exc).__name__}: {exc})", where=source)
 
 
-def _write_verify_commit(job: StudyJob, target: OutputTarget, options, study, result, files, before, prepared_qa=None):
+def _write_verify_commit(job: StudyJob, target: OutputTarget, options, study, result, files, before, prepared_qa=None,
+                         prepared_mask=None):
     from .pipeline import QA_NAME, StudyOutcome, _write_and_verify
     from .verify import verify_written
 
@@ -217,7 +230,8 @@ def _write_verify_commit(job: StudyJob, target: OutputTarget, options, study, re
         qa_staging = stage_folder(target.qa_root, private=True) if target.qa_root is not None else None
         qa_file = qa_staging / QA_NAME if qa_staging is not None else None
         outcome = _write_and_verify(
-            result, study, staging, options, job.pseudonym, job.source, rel, verify_written, qa_file, prepared_qa
+            result, study, staging, options, job.pseudonym, job.source, rel, verify_written, qa_file, prepared_qa,
+            prepared_mask,
         )
         if file_signatures(files) != before:
             outcome.status = "verification failed"
@@ -373,20 +387,24 @@ def run_tree(
 
 
 def _run_locked(input_path, output_path, options, overwrite, dry_run, progress, qa_root, cohort):
-    from .pipeline import prepare_qa
+    from .pipeline import prepare_mask_child, prepare_qa
 
-    if not dry_run and qa_root is not None and cohort.scheduler is None and os.getpid() not in _SPARE_QA:
-        # the QA child starts importing its drawing libraries now, while the input is indexed; the first
-        # study defaced in this process takes it (one in a worker process prepares its own)
-        spare = prepare_qa(options)
-        if spare is not None:
-            _SPARE_QA[os.getpid()] = spare
+    if not dry_run and cohort.scheduler is None:
+        # the QA child starts importing its drawing libraries now, while the input is indexed, and the mask
+        # child SimpleITK; the first study defaced in this process takes them (one in a worker process prepares
+        # its own)
+        for spares, prepare, wanted in ((_SPARE_QA, prepare_qa, qa_root is not None), (_SPARE_MASK, prepare_mask_child, True)):
+            if wanted and os.getpid() not in spares:
+                spare = prepare(options)
+                if spare is not None:
+                    spares[os.getpid()] = spare
     try:
         return _run_indexed(input_path, output_path, options, overwrite, dry_run, progress, qa_root, cohort)
     finally:
-        spare = _SPARE_QA.pop(os.getpid(), None)
-        if spare is not None:  # no study took it (none ran in this process)
-            spare.cancel()
+        for spares in (_SPARE_QA, _SPARE_MASK):
+            spare = spares.pop(os.getpid(), None)
+            if spare is not None:  # no study took it (none ran in this process)
+                spare.cancel()
 
 
 def _run_indexed(input_path, output_path, options, overwrite, dry_run, progress, qa_root, cohort):
