@@ -101,3 +101,29 @@ def test_a_packed_mask_unpacks_to_the_same_voxels() -> None:
         packed = _packed_mask(region)
         assert len(packed[2]) <= (region.mask.size + 7) // 8
         np.testing.assert_array_equal(_unpacked_mask(packed), region.mask)
+
+
+PREPARED = """
+    import json, sys, tempfile
+    from pathlib import Path
+    sys.path.insert(0, {testing!r})
+    import SimpleITK as sitk
+    from test_deface_fixtures import make_phantom
+    from DefaceRTLib.deface import DefaceOptions, deface_study
+    from DefaceRTLib.deface.pipeline import _MaskChild, prepare_mask_child
+    from DefaceRTLib.study import load_study
+
+    prepared = prepare_mask_child(DefaceOptions())  # before the study is read, as a run prepares it
+    tmp = Path(tempfile.mkdtemp())
+    result = deface_study(load_study(make_phantom(tmp / "HFS").folder))
+    child = _MaskChild(result, tmp / "mask.nrrd", prepared)
+    value = child.result()  # no call made: the mask is written all the same
+    voxels = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp / "mask.nrrd")))
+    print(json.dumps({{"forked": child.forked, "value": value, "same": bool((voxels == result.image_mask.mask).all()),
+                      "removed": int(voxels.sum())}}))
+"""
+
+
+def test_a_prepared_mask_child_writes_the_mask_without_a_call() -> None:
+    out = run_fresh(PREPARED)
+    assert out["forked"] and out["value"] is None and out["same"] and out["removed"] > 0

@@ -468,9 +468,9 @@ def _in_mask_child(fn, args, mask=None, original=None) -> tuple:
         t = time.perf_counter()
         write_mask(_unpacked_mask(mask[0]), mask[1], mask[2])
         _MASK_CHILD.update(seconds=time.perf_counter() - t)
-    if original is None:
-        original = _MASK_CHILD["original"]
-    return _MASK_CHILD["seconds"], (fn(original, *args) if fn is not None else None)
+    if fn is None:
+        return _MASK_CHILD["seconds"], None
+    return _MASK_CHILD["seconds"], fn(original if original is not None else _MASK_CHILD["original"], *args)
 
 
 def _import_mask_writer() -> None:
@@ -493,7 +493,7 @@ def prepare_mask_child(options):
 
 def _packed_mask(mask) -> tuple:
     """A :class:`~.region.RegionMask`'s voxels to send to another process:
-    (shape, the box's array slices as (start, stop) triples or None, the
+    (shape, the box's array slices as (start, stop) pairs or None, the
     box's voxels as packed bits); about an eighth of the box's bytes."""
     array = mask.mask
     if mask.box is None:
