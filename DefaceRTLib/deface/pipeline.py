@@ -520,7 +520,7 @@ class _DoseCheckInputs:
     sent to a mask child that was prepared before the study was read."""
 
     doses: list
-    image: "_Grid"
+    image: _Grid
 
 
 @dataclass

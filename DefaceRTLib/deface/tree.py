@@ -393,8 +393,9 @@ def _run_locked(input_path, output_path, options, overwrite, dry_run, progress, 
         # the QA child starts importing its drawing libraries now, while the input is indexed, and the mask
         # child SimpleITK; the first study defaced in this process takes them (one in a worker process prepares
         # its own)
-        for spares, prepare, wanted in ((_SPARE_QA, prepare_qa, qa_root is not None), (_SPARE_MASK, prepare_mask_child, True)):
-            if wanted and os.getpid() not in spares:
+        wanted = [(_SPARE_QA, prepare_qa)] if qa_root is not None else []
+        for spares, prepare in wanted + [(_SPARE_MASK, prepare_mask_child)]:
+            if os.getpid() not in spares:
                 spare = prepare(options)
                 if spare is not None:
                     spares[os.getpid()] = spare
