@@ -454,23 +454,20 @@ def _prepare_mask_child(result, path: Path) -> None:
     """The mask child's preparation: write the mask (SimpleITK imported)."""
     t = time.perf_counter()
     write_mask(result.image_mask.mask, result.defaced.image.geometry, path)
-    _MASK_CHILD.update(original=result.original, seconds=time.perf_counter() - t)
+    _MASK_CHILD.update(seconds=time.perf_counter() - t)
 
 
-def _in_mask_child(fn, args, mask=None, original=None) -> tuple:
-    """The mask child's call: (seconds the mask took, ``fn(original, *args)``
-    or None without ``fn``). In a child forked with the study, the mask was
-    written by its preparation and ``original`` is the input study it was
-    forked with. A child prepared before the study was read
-    (:func:`prepare_mask_child`) is sent ``mask`` (:func:`_packed_mask`),
-    written here first, and ``original`` (:class:`_DoseCheckInputs`)."""
+def _in_mask_child(fn, args, mask=None) -> tuple:
+    """The mask child's call: (seconds the mask took, ``fn(*args)`` or None
+    without ``fn``). In a child forked with the study its preparation wrote
+    the mask; a child prepared before the study was read
+    (:func:`prepare_mask_child`) is sent ``mask`` ((:func:`_packed_mask`,
+    geometry, path)) and writes it here first."""
     if mask is not None:
         t = time.perf_counter()
         write_mask(_unpacked_mask(mask[0]), mask[1], mask[2])
         _MASK_CHILD.update(seconds=time.perf_counter() - t)
-    if fn is None:
-        return _MASK_CHILD["seconds"], None
-    return _MASK_CHILD["seconds"], fn(original if original is not None else _MASK_CHILD["original"], *args)
+    return _MASK_CHILD["seconds"], (fn(*args) if fn is not None else None)
 
 
 def _import_mask_writer() -> None:
@@ -513,21 +510,6 @@ def _unpacked_mask(packed: tuple) -> np.ndarray:
     return out
 
 
-@dataclass
-class _DoseCheckInputs:
-    """What the verification's dose checks (:func:`.verify.dose_checks`)
-    read of the input study: its doses and its image's grid (``image.geometry``),
-    sent to a mask child that was prepared before the study was read."""
-
-    doses: list
-    image: _Grid
-
-
-@dataclass
-class _Grid:
-    geometry: object
-
-
 class _MaskChild:
     """The removed-voxel mask, written by a forked child where forking is
     safe (else here, at construction). That child has imported SimpleITK
@@ -547,14 +529,12 @@ class _MaskChild:
         self._called = False
         self._done = False
         self._value = None
-        self._prepared = prepared is not None and prepared.forked
+        self._prepared = prepared is not None  # (prepare_mask_child gives only forked children)
         if self._prepared:
             self._job = prepared
             self._result, self._path = result, path
             self.forked = True
             return
-        if prepared is not None:
-            prepared.cancel()
         # at the normal priority: the verification's dose checks, which the study waits for, are made there
         self._job = PreparedCall(lambda: _prepare_mask_child(result, path))
         self.forked = self._job.forked
@@ -562,18 +542,16 @@ class _MaskChild:
             self._job = ForkedCall(write_mask, result.image_mask.mask, result.defaced.image.geometry, path)  # runs here
 
     def call(self, fn, *args) -> None:
-        """Run ``fn(original, *args)`` in the child once the mask is written
-        (forked children only); :meth:`result` returns its value."""
+        """Run ``fn(*args)`` in the child once the mask is written (forked
+        children only); :meth:`result` returns its value."""
         if not self.forked or self._called:
             raise RuntimeError("the mask child makes one call, and only when forked")
         self._called = True
         if not self._prepared:
             self._job.call(_in_mask_child, fn, args)
             return
-        result, original = self._result, self._result.original
-        mask = (_packed_mask(result.image_mask), result.defaced.image.geometry, self._path)
-        inputs = _DoseCheckInputs(list(original.doses), _Grid(original.image.geometry)) if fn is not None else None
-        self._job.call(_in_mask_child, fn, args, mask, inputs)
+        mask = (_packed_mask(self._result.image_mask), self._result.defaced.image.geometry, self._path)
+        self._job.call(_in_mask_child, fn, args, mask)
 
     def result(self):
         """Wait for the mask (and the call); the call's value (None without one)."""
@@ -633,8 +611,8 @@ def _write_dicom_and_extras(result, folder, options, uid_map, finalize, children
     ``"image"``. ``start_qa()`` (the QA files' child, ``children.qa``) is
     called once those children are forked: the lane, which the study
     waits for longest, does not wait for the QA views to be made here.
-    ``prepared_mask`` (:func:`prepare_mask_child`) writes the mask, if any
-    (else it is cancelled)."""
+    ``prepared_mask`` (:func:`prepare_mask_child`, only given when a mask is
+    wanted) writes the mask."""
     extras = folder / EXTRAS_DIR
     extras.mkdir(exist_ok=True)
     uid_map = uid_map if uid_map is not None else UIDMap()
@@ -642,8 +620,6 @@ def _write_dicom_and_extras(result, folder, options, uid_map, finalize, children
     # the verification then makes its dose checks there (SimpleITK imported once)
     if options.write_mask:
         children.mask = _MaskChild(result, extras / MASK_NAME, prepared_mask)
-    elif prepared_mask is not None:
-        prepared_mask.cancel()
     if image_lane:
         children.lane = _image_lane(result, folder, options, uid_map, finalize)
     if start_qa is not None:

@@ -148,20 +148,8 @@ def _deface_study_job(job: StudyJob, target: OutputTarget, options, input_checks
 
     # the QA drawing libraries and SimpleITK (the mask, the dose checks) are imported by children while the
     # study is read and defaced
-    prepared_qa = _SPARE_QA.pop(os.getpid(), None)
-    prepared_mask = _SPARE_MASK.pop(os.getpid(), None)
-    if target.dry_run or target.qa_root is None:
-        if prepared_qa is not None:
-            prepared_qa.cancel()
-        prepared_qa = None
-    elif prepared_qa is None:
-        prepared_qa = prepare_qa(options)
-    if target.dry_run:
-        if prepared_mask is not None:
-            prepared_mask.cancel()
-        prepared_mask = None
-    elif prepared_mask is None:
-        prepared_mask = prepare_mask_child(options)
+    prepared_qa = _prepared_child(_SPARE_QA, prepare_qa, not target.dry_run and target.qa_root is not None, options)
+    prepared_mask = _prepared_child(_SPARE_MASK, prepare_mask_child, not target.dry_run, options)
     if input_checksums is not None:
         input_checksums.start()  # after the forks above: a thread would make them unsafe
     try:
@@ -170,6 +158,18 @@ def _deface_study_job(job: StudyJob, target: OutputTarget, options, input_checks
         for prepared in (prepared_qa, prepared_mask):
             if prepared is not None:
                 prepared.cancel()  # stops it if the study failed before using it; nothing once its result is in
+
+
+def _prepared_child(spares: Dict[int, object], prepare, wanted: bool, options):
+    """This process's spare child from ``spares`` (prepared before indexing)
+    or, if it has none, ``prepare(options)``; None (the spare cancelled)
+    when not ``wanted``."""
+    spare = spares.pop(os.getpid(), None)
+    if not wanted:
+        if spare is not None:
+            spare.cancel()
+        return None
+    return spare if spare is not None else prepare(options)
 
 
 def _deface_prepared(job: StudyJob, target: OutputTarget, options, prepared_qa, input_checksums=None,

@@ -86,8 +86,8 @@ def verify_written(result, written: Dict[str, List[Path]], options, deidentified
     :func:`open_written_images` on it (``written`` need not list the
     series then); the image checks are made there. ``dose_child``: a forked
     child (the run's mask writer, ``pipeline._MaskChild``) whose ``call(fn,
-    *args)`` runs ``fn(original, *args)`` there, with SimpleITK already
-    imported, and whose ``result()`` returns its value: the dose checks
+    *args)`` runs ``fn(*args)`` there, with SimpleITK already imported, and
+    whose ``result()`` returns its value: the dose checks
     (:func:`dose_checks`, on the dose files re-read there) are made there."""
     from ..forked import ForkedCall, PreparedCall, fork_is_safe
 
@@ -120,7 +120,8 @@ def verify_written(result, written: Dict[str, List[Path]], options, deidentified
         else:
             image_job = ForkedCall(_verify_image_series, written, original, region, kept_rois, scrub_strings)
         if dose_child is not None:  # the written doses re-read and checked there, against the written kept ROIs
-            dose_child.call(dose_checks, written.get("rtdose", []), region, kept_rois)
+            dose_child.call(dose_checks, original.doses, original.image.geometry, written.get("rtdose", []), region,
+                            kept_rois)
         if ss_out is not None:
             removed_numbers = {r.number for r in ss_in.rois if rules.is_removed(r.name)} if ss_in is not None else set()
             left = [r.name for r in ss_out.rois if rules.is_removed(r.name) or r.number in removed_numbers]
@@ -129,7 +130,7 @@ def verify_written(result, written: Dict[str, List[Path]], options, deidentified
             _check_vertices(report, ss_out, region, kept_numbers, original.image.geometry)
         dose_report = VerificationReport()
         if dose_child is None:
-            _verify_doses(dose_report, written, original, region, kept_rois)
+            _verify_doses(dose_report, written, original.doses, original.image.geometry, region, kept_rois)
         # headers of the other written objects, read once for both checks below
         others = {k: [dicom_compat.dcmread(p, stop_before_pixels=True) for p in written.get(k, [])] for k in ("rtdose", "rtplan", "seg")}
         if deidentified:
@@ -231,19 +232,20 @@ def _check_images(opened, written, original, region, kept_rois):
     return report.checks, facts, msgs, n
 
 
-def dose_checks(original, paths: List[Path], region, kept_rois) -> List[Check]:
+def dose_checks(doses: List[DoseVolume], image_geometry, paths: List[Path], region, kept_rois) -> List[Check]:
     """The dose checks of :func:`verify_written` (:func:`_verify_doses`) of
     the written dose files ``paths`` (re-read here), as a list."""
     report = VerificationReport()
-    _verify_doses(report, {"rtdose": paths}, original, region, kept_rois)
+    _verify_doses(report, {"rtdose": paths}, doses, image_geometry, region, kept_rois)
     return report.checks
 
 
-def _verify_doses(report, written, original, region, kept_rois) -> None:
-    """Dose checks of :func:`verify_written`."""
-    for n, (path, orig) in enumerate(zip(written.get("rtdose", []), original.doses)):
+def _verify_doses(report, written, doses: List[DoseVolume], image_geometry, region, kept_rois) -> None:
+    """Dose checks of :func:`verify_written`: the written doses against the
+    input ``doses``, on the input image's grid ``image_geometry``."""
+    for n, (path, orig) in enumerate(zip(written.get("rtdose", []), doses)):
         out = DoseVolume.read(path)
-        tag = f"dose_{n + 1}" if len(original.doses) > 1 else "dose"
+        tag = f"dose_{n + 1}" if len(doses) > 1 else "dose"
         if not out.geometry.same_grid(orig.geometry):
             report.add(f"{tag}_grid", False, "written dose grid differs from the input grid")
             continue
@@ -254,7 +256,7 @@ def _verify_doses(report, written, original, region, kept_rois) -> None:
         diff = np.abs(out.array - orig.array) > tol
         bad = int(np.count_nonzero(diff & ~m.mask))
         report.add(f"{tag}_unchanged", bad == 0, f"{bad} voxels outside the removed region changed")
-        _check_dose_in_kept(report, tag, orig, out, m, original.image.geometry, kept_rois)
+        _check_dose_in_kept(report, tag, orig, out, m, image_geometry, kept_rois)
 
 
 def _check_dose_in_kept(report, tag: str, orig: DoseVolume, out: DoseVolume, m, image_geometry, kept_rois) -> None:
